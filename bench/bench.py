@@ -1,0 +1,122 @@
+"""Benchmarks against the real alternatives, whole process, median of runs.
+
+    .venv/bin/python bench/make_archives.py    # once: ~269 MB archives in bench/cache/
+    .venv/bin/python bench/bench.py [--runs 5]
+
+Compares
+  * `kerasrepair inspect` with Keras `load_model` + `model.summary()`;
+  * the raw-copy writer (copy, then re-open and CRC-check) with `cp`;
+and prints each median and the ratio. Every command runs as its own process,
+as a user would run it, so start-up and imports count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+
+
+def timed(command: list[str], runs: int, before=None) -> float:
+    times = []
+    for _ in range(runs):
+        if before:
+            before()
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=ENV)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def report(label: str, ours: float, theirs: float, their_label: str) -> None:
+    print(
+        f"{label:<34} {ours:8.3f} s   {their_label:<30} {theirs:8.3f} s   "
+        f"ratio {theirs / ours:6.1f}x faster"
+        if ours < theirs
+        else f"{label:<34} {ours:8.3f} s   {their_label:<30} {theirs:8.3f} s   "
+        f"ratio {ours / theirs:6.2f}x of theirs"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--archive", type=Path, default=CACHE / "efficientnetb7.keras")
+    args = parser.parse_args()
+    archive = args.archive
+    if not archive.exists():
+        print(f"{archive} is missing: run bench/make_archives.py first", file=sys.stderr)
+        return 2
+    print(f"archive: {archive} ({archive.stat().st_size:,} bytes), median of {args.runs} runs")
+    kerasrepair = [str(BIN / "kerasrepair")]
+    subprocess.run([*kerasrepair, "inspect", str(archive)], check=True, stdout=subprocess.DEVNULL)
+
+    inspect = timed([*kerasrepair, "inspect", str(archive)], args.runs)
+    inspect_json = timed([*kerasrepair, "inspect", "--json", str(archive)], args.runs)
+    keras_load = timed(
+        [
+            PYTHON,
+            "-c",
+            "import sys, keras; m = keras.saving.load_model(sys.argv[1]); m.summary()",
+            str(archive),
+        ],
+        max(1, min(args.runs, 3)),
+    )
+    report("kerasrepair inspect", inspect, keras_load, "keras load_model + summary")
+    report("kerasrepair inspect --json", inspect_json, keras_load, "keras load_model + summary")
+
+    with tempfile.TemporaryDirectory(dir=HERE) as scratch:
+        copy_target = Path(scratch) / "copy.keras"
+        written = Path(scratch) / "written.keras"
+
+        def clear():
+            for path in (copy_target, written):
+                path.unlink(missing_ok=True)
+
+        cp = timed(["cp", str(archive), str(copy_target)], args.runs, clear)
+        write = timed(
+            [
+                PYTHON,
+                "-c",
+                "import sys; from kerasrepair import open_archive, write_archive\n"
+                "with open_archive(sys.argv[1]) as a: write_archive(a, sys.argv[2])",
+                str(archive),
+                str(written),
+            ],
+            args.runs,
+            clear,
+        )
+        report("writer (raw copy + CRC check)", write, cp, "cp")
+        copy_only = timed(
+            [
+                PYTHON,
+                "-c",
+                "import sys; from kerasrepair import open_archive\n"
+                "from kerasrepair.writer import _write\nfrom pathlib import Path\n"
+                "with open_archive(sys.argv[1]) as a:\n"
+                "    _write(a, Path(sys.argv[2]), {}, set(), durable=False)",
+                str(archive),
+                str(written),
+            ],
+            args.runs,
+            clear,
+        )
+        report("writer, copy only (no check)", copy_only, cp, "cp")
+    shutil.rmtree(CACHE / "__pycache__", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,522 @@
+"""Safe reading of a `.keras` archive.
+
+A `.keras` file is a zip holding `config.json`, `metadata.json`, the weights
+(`model.weights.h5` or `model.weights.npz`) and sometimes `assets/`. This module
+opens it once, reads the central directory, checks every entry *before*
+anything is decompressed, gives raw access to each entry's bytes, and parses
+`config.json` and `metadata.json`. Anything it cannot read safely becomes an
+`ArchiveError`: one line saying what is wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import struct
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ArchiveError
+
+CONFIG = "config.json"
+METADATA = "metadata.json"
+WEIGHTS_H5 = "model.weights.h5"
+WEIGHTS_NPZ = "model.weights.npz"
+ASSETS = "assets/"
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_LFS_MAGIC = b"version https://git-lfs"
+_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflated",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds checked from the central directory before anything is read."""
+
+    max_entries: int = 100_000
+    max_entry_size: int = 64 * GiB  # declared uncompressed size of one entry
+    max_total_size: int = 256 * GiB  # declared uncompressed size of all entries
+    max_json_size: int = 256 * MiB  # config.json / metadata.json
+    max_ratio: float = 100.0  # uncompressed / compressed, a zip bomb beyond it
+    ratio_floor: int = 1 * MiB  # entries smaller than this are never bombs
+    max_json_depth: int = 200
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One zip entry, as its central directory and local header describe it."""
+
+    name: str
+    method: int
+    size: int  # uncompressed
+    compressed_size: int
+    crc32: int
+    header_offset: int  # where its local header starts
+    data_offset: int  # where its (compressed) bytes start
+    end_offset: int  # where it ends, data descriptor included
+    info: zipfile.ZipInfo = field(repr=False, compare=False)
+
+    @property
+    def method_name(self) -> str:
+        return _METHODS.get(self.method, f"method {self.method}")
+
+
+class Archive:
+    """An opened `.keras` archive. Use `open_archive()`; close it when done."""
+
+    def __init__(self, path: Path, zf: zipfile.ZipFile, entries: list[Entry]):
+        self.path = path
+        self.file_size = path.stat().st_size
+        self.entries = entries
+        self.comment = zf.comment
+        self._zip = zf
+        self._by_name = {e.name: e for e in entries}
+        self.config: dict[str, Any] = {}
+        self.config_bytes = b""
+        self.metadata: dict[str, Any] | None = None
+        self.problems: list[str] = []  # readable but odd: shown as warnings
+        self._weights = None
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def entry(self, name: str) -> Entry | None:
+        return self._by_name.get(name)
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        """The decompressed bytes of an entry; zipfile checks its CRC."""
+        entry = self._by_name[name]
+        if limit is not None and entry.size > limit:
+            raise ArchiveError(
+                f"{self.path}:{name}",
+                f"entry declares {entry.size} bytes, over the limit of {limit}",
+                "raise the limit if you trust this file",
+            )
+        try:
+            with self._zip.open(entry.info) as f:
+                data = f.read(entry.size + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise ArchiveError(
+                f"{self.path}:{name}",
+                f"entry is damaged ({e})",
+                "re-save or re-download the archive",
+            ) from None
+        if len(data) != entry.size:
+            raise ArchiveError(
+                f"{self.path}:{name}",
+                f"entry holds {len(data)} bytes but declares {entry.size}",
+                "the archive is damaged; re-save or re-download it",
+            )
+        return data
+
+    @property
+    def keras_version(self) -> str | None:
+        version = (self.metadata or {}).get("keras_version")
+        return version if isinstance(version, str) else None
+
+    @property
+    def weights_entry(self) -> Entry | None:
+        return self.entry(WEIGHTS_H5) or self.entry(WEIGHTS_NPZ)
+
+    @property
+    def asset_entries(self) -> list[Entry]:
+        return [e for e in self.entries if e.name.startswith(ASSETS)]
+
+    def open_seekable(self, entry: Entry):
+        """A seekable binary file of an entry's content, without reading it all.
+
+        Stored entries are read in place; a compressed one (a re-zipped archive)
+        is decompressed to a temporary file first, as h5py needs random access.
+        """
+        if entry.method == zipfile.ZIP_STORED:
+            return EntryFile(self.path, entry.data_offset, entry.size)
+        scratch = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
+        with self._zip.open(entry.info) as source:
+            while chunk := source.read(1 << 20):
+                scratch.write(chunk)
+        scratch.seek(0)
+        return scratch
+
+    def weights(self):
+        """The weights tree (`weights.WeightsTree`), read lazily, metadata only."""
+        if self._weights is None:
+            from .weights import read_weights  # h5py costs ~0.2 s to import
+
+            self._weights = read_weights(self)
+        return self._weights
+
+
+class EntryFile(io.RawIOBase):
+    """A read-only, seekable file over one stored entry's bytes in the archive."""
+
+    def __init__(self, path: os.PathLike, offset: int, size: int):
+        super().__init__()
+        self._fd = os.open(path, os.O_RDONLY)
+        self._offset = offset
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self._size - self._pos)
+        if count <= 0:
+            return 0
+        data = os.pread(self._fd, count, self._offset + self._pos)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archive:
+    """Open and validate a `.keras` archive; raise `ArchiveError` if unsafe."""
+    limits = limits or Limits()
+    path = Path(path)
+    head = _read_head(path)
+    _recognise_non_zip(path, head)
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise _bad_zip(path, head, str(e)) from None
+    except OSError as e:
+        raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
+    try:
+        entries = _check_entries(path, zf, limits)
+        archive = Archive(path, zf, entries)
+        _load_config(archive, limits)
+        _load_metadata(archive, limits)
+    except BaseException:
+        zf.close()
+        raise
+    return archive
+
+
+def _read_head(path: Path) -> bytes:
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise ArchiveError(
+                str(path),
+                "is a TensorFlow SavedModel directory, not a .keras archive",
+                "load it with keras.layers.TFSMLayer(path) or tf.saved_model.load",
+            )
+        if (path / CONFIG).exists():
+            raise ArchiveError(
+                str(path),
+                "is an unpacked .keras folder, not an archive",
+                f"zip its contents at the top level: cd {path} && zip -r -0 ../model.keras .",
+            )
+        raise ArchiveError(str(path), "is a directory", "give the path of a .keras file")
+    try:
+        with open(path, "rb") as f:
+            return f.read(512)
+    except FileNotFoundError:
+        raise ArchiveError(str(path), "no such file", "check the path") from None
+    except OSError as e:
+        raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
+
+
+def _recognise_non_zip(path: Path, head: bytes) -> None:
+    """Name the usual things that sit behind a `.keras` name but are no zip."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ArchiveError(
+            str(path),
+            "is empty (0 bytes)",
+            "the save or download was interrupted; save or download it again",
+        )
+    if head.startswith(_LFS_MAGIC):
+        raise ArchiveError(
+            str(path),
+            f"is a Git LFS pointer ({size} bytes), not the model",
+            "fetch the real file with `git lfs pull`",
+        )
+    if _HDF5_MAGIC in (head[:8], head[512:520]):
+        raise ArchiveError(
+            str(path),
+            "is a legacy HDF5 Keras model (the .h5 format) named .keras",
+            "rename it to .h5, load it with keras.saving.load_model, then save it again as .keras",
+        )
+    if not head.startswith(_LOCAL_MAGIC) and not head.startswith(b"PK\x05\x06"):
+        raise ArchiveError(
+            str(path),
+            f"is not a zip archive (it starts with {head[:8]!r})",
+            "a .keras file is the zip written by model.save('model.keras')",
+        )
+
+
+def _bad_zip(path: Path, head: bytes, reason: str) -> ArchiveError:
+    return ArchiveError(
+        str(path),
+        f"is a truncated or damaged zip ({reason}; {path.stat().st_size} bytes)",
+        "download or copy it again; `zip -FF` may recover what is left",
+    )
+
+
+def _check_entries(path: Path, zf: zipfile.ZipFile, limits: Limits) -> list[Entry]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise ArchiveError(
+            str(path),
+            f"has {len(infos)} entries, over the limit of {limits.max_entries}",
+            "this is no Keras archive, or raise the limit if you trust it",
+        )
+    file_size = path.stat().st_size
+    seen: set[str] = set()
+    total = 0
+    entries = []
+    with open(path, "rb") as raw:
+        for info in infos:
+            where = f"{path}:{info.filename}"
+            _check_name(where, info.filename)
+            if info.filename in seen:
+                raise ArchiveError(
+                    where,
+                    "entry name appears more than once",
+                    "rebuild the archive with one copy of each entry",
+                )
+            seen.add(info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ArchiveError(
+                    where,
+                    "entry is a symbolic link",
+                    "a Keras archive holds regular files only; rebuild it without links",
+                )
+            if info.flag_bits & 0x1:
+                raise ArchiveError(
+                    where,
+                    "entry is encrypted",
+                    "Keras cannot read encrypted entries; re-zip without a password",
+                )
+            _check_size(where, info, limits)
+            total += info.file_size
+            if total > limits.max_total_size:
+                raise ArchiveError(
+                    str(path),
+                    f"entries declare over {limits.max_total_size} bytes in all",
+                    "this looks like a zip bomb; raise the limit if you trust it",
+                )
+            data_offset = _data_offset(where, raw, info)
+            data_end = data_offset + info.compress_size
+            entry = Entry(
+                name=info.filename,
+                method=info.compress_type,
+                size=info.file_size,
+                compressed_size=info.compress_size,
+                crc32=info.CRC,
+                header_offset=info.header_offset,
+                data_offset=data_offset,
+                end_offset=data_end + _descriptor_size(raw, info, data_end),
+                info=info,
+            )
+            if entry.end_offset > file_size:
+                raise ArchiveError(
+                    where,
+                    "entry runs past the end of the file",
+                    "the archive is truncated; download or copy it again",
+                )
+            entries.append(entry)
+    return entries
+
+
+def _check_name(where: str, name: str) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(
+            where,
+            "entry name is an absolute path",
+            "never extract this archive; rebuild it with relative names",
+        )
+    if ".." in parts:
+        raise ArchiveError(
+            where,
+            "entry name climbs out of the archive with '..'",
+            "never extract this archive; rebuild it without such names",
+        )
+
+
+def _check_size(where: str, info: zipfile.ZipInfo, limits: Limits) -> None:
+    if info.file_size > limits.max_entry_size:
+        raise ArchiveError(
+            where,
+            f"entry declares {info.file_size} bytes, over the limit of {limits.max_entry_size}",
+            "this looks like a zip bomb; raise the limit if you trust the file",
+        )
+    if info.compress_type not in _METHODS:
+        raise ArchiveError(
+            where,
+            f"entry uses zip compression method {info.compress_type}, which Keras cannot read",
+            "re-zip the archive with no compression (zip -0)",
+        )
+    if info.file_size > limits.ratio_floor and info.compress_type != zipfile.ZIP_STORED:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > limits.max_ratio:
+            raise ArchiveError(
+                where,
+                f"entry expands {ratio:.0f}x ({info.compress_size} to "
+                f"{info.file_size} bytes), over the limit of {limits.max_ratio:.0f}x",
+                "this looks like a zip bomb; raise the limit if you trust the file",
+            )
+
+
+def _data_offset(where: str, raw: io.BufferedReader, info: zipfile.ZipInfo) -> int:
+    raw.seek(info.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
+        raise ArchiveError(
+            where,
+            f"no local header at offset {info.header_offset}",
+            "the archive is damaged; download or copy it again",
+        )
+    fields = _LOCAL_HEADER.unpack(header)
+    name_length, extra_length = fields[-2], fields[-1]
+    return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+
+
+def _descriptor_size(raw: io.BufferedReader, info: zipfile.ZipInfo, data_end: int) -> int:
+    """Size of the data descriptor that follows an entry written as a stream."""
+    if not info.flag_bits & 0x08:
+        return 0
+    raw.seek(data_end)
+    signed = raw.read(4) == b"PK\x07\x08"
+    zip64 = info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF
+    return (4 if signed else 0) + 4 + (16 if zip64 else 8)
+
+
+def _load_config(archive: Archive, limits: Limits) -> None:
+    if archive.entry(CONFIG) is None:
+        prefixes = {
+            e.name[: -len(CONFIG)] for e in archive.entries if e.name.endswith("/" + CONFIG)
+        }
+        if len(prefixes) == 1:
+            prefix = prefixes.pop()
+            raise ArchiveError(
+                str(archive.path),
+                f"config.json sits under the folder '{prefix}' instead of at the top level",
+                f"re-zip from inside that folder: cd {prefix.rstrip('/')} && "
+                "zip -r -0 ../model.keras .",
+            )
+        names = ", ".join(e.name for e in archive.entries[:5]) or "none"
+        raise ArchiveError(
+            str(archive.path),
+            f"has no config.json (entries: {names})",
+            "this is not a Keras v3 archive; weights-only files are named .weights.h5",
+        )
+    archive.config_bytes = archive.read(CONFIG, limits.max_json_size)
+    config = _parse_json(archive, CONFIG, archive.config_bytes, limits)
+    if not isinstance(config, dict):
+        raise ArchiveError(
+            f"{archive.path}:{CONFIG}",
+            f"holds a JSON {type(config).__name__}, not an object",
+            "config.json must be a serialized Keras model ({'class_name': ..., 'config': ...})",
+        )
+    archive.config = config
+
+
+def _load_metadata(archive: Archive, limits: Limits) -> None:
+    """metadata.json is informative only: Keras loads without it, so do we."""
+    if archive.entry(METADATA) is None:
+        archive.problems.append("metadata.json is missing (the Keras version is unknown)")
+        return
+    try:
+        metadata = _parse_json(
+            archive, METADATA, archive.read(METADATA, limits.max_json_size), limits
+        )
+    except ArchiveError as e:
+        archive.problems.append(f"{e.what} (metadata.json)")
+        return
+    if isinstance(metadata, dict):
+        archive.metadata = metadata
+    else:
+        archive.problems.append("metadata.json does not hold a JSON object")
+
+
+def _parse_json(archive: Archive, name: str, data: bytes, limits: Limits) -> Any:
+    where = f"{archive.path}:{name}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line, column = _line_column(data, e.start)
+        raise ArchiveError(
+            f"{where}:{line}:{column}",
+            f"is not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
+            "re-save the model, or re-encode the file as UTF-8",
+        ) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArchiveError(
+            f"{where}:{e.lineno}:{e.colno}",
+            f"is not valid JSON ({e.msg})",
+            "correct the JSON at that place or re-save the model",
+        ) from None
+    except RecursionError:
+        raise ArchiveError(
+            where,
+            f"nests deeper than {limits.max_json_depth} levels",
+            "this is no Keras config; re-save the model",
+        ) from None
+    depth = _json_depth(value)
+    if depth > limits.max_json_depth:
+        raise ArchiveError(
+            where,
+            f"nests {depth} levels deep, over the limit of {limits.max_json_depth}",
+            "this is no Keras config; re-save the model, or raise the limit",
+        )
+    return value
+
+
+def _line_column(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def _json_depth(value: Any) -> int:
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return deepest

@@ -1,0 +1,226 @@
+"""A typed view of `config.json`: models, layers, call nodes, weight paths.
+
+Functional and Sequential models list their layers; each Functional layer has
+`inbound_nodes`, one per call, in the dict form Keras 3 writes
+(`{"args": [...keras tensors...], "kwargs": {...}}`) or the legacy list form
+(`[["dense", 0, 0, {}], ...]`). A subclassed model's config holds only its
+constructor arguments, so its layers are not known from the config.
+
+Weight paths mirror Keras's `saving_lib`: a model's layers are saved under
+`layers/<class name in snake case>` with a counter per class in
+`model.layers` order (`dense`, `dense_1`, ...), not under the layer names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+FUNCTIONAL = "functional"
+SEQUENTIAL = "sequential"
+SUBCLASSED = "subclassed"
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor in a Functional graph: output `tensor_index` of call `node_index`."""
+
+    layer: str
+    node_index: int
+    tensor_index: int
+
+
+@dataclass
+class CallNode:
+    """One call of a layer: the tensors it was called on."""
+
+    inputs: list[TensorRef]
+    form: str  # "dict" (Keras 3) or "list" (legacy)
+    pointer: str  # JSON pointer of the node in config.json
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    class_name: str
+    module: str | None
+    registered_name: str | None
+    pointer: str  # JSON pointer of the layer in config.json
+    config: dict[str, Any] = field(repr=False)
+    nodes: list[CallNode] = field(default_factory=list)
+    weights_path: str | None = None  # e.g. "layers/dense_1"
+    submodel: ModelGraph | None = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def is_operation(self) -> bool:
+        """A `keras.ops` function in a Functional graph, not a layer: it is not
+        in `model.layers` and takes no weight-group name."""
+        return (self.module or "").startswith("keras.src.ops")
+
+
+@dataclass
+class ModelGraph:
+    name: str | None
+    class_name: str
+    module: str | None
+    registered_name: str | None
+    kind: str  # FUNCTIONAL, SEQUENTIAL or SUBCLASSED
+    pointer: str
+    layers: list[LayerInfo] = field(default_factory=list)
+    inputs: list[TensorRef] = field(default_factory=list)
+    outputs: list[TensorRef] = field(default_factory=list)
+
+    def walk(self):
+        """Every layer, nested models' layers included, depth first."""
+        for layer in self.layers:
+            yield layer
+            if layer.submodel is not None:
+                yield from layer.submodel.walk()
+
+
+def build(config: dict[str, Any]) -> ModelGraph:
+    """The graph of a serialized model (the whole `config.json`)."""
+    return _model(config, pointer="", weights_prefix="")
+
+
+def model_kind(serialized: dict[str, Any]) -> str:
+    inner = serialized.get("config")
+    if isinstance(inner, dict) and isinstance(inner.get("layers"), list):
+        if "input_layers" in inner or "output_layers" in inner:
+            return FUNCTIONAL
+        return SEQUENTIAL
+    return SUBCLASSED
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's `naming.to_snake_case`, which names weight groups."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _model(serialized: dict[str, Any], pointer: str, weights_prefix: str) -> ModelGraph:
+    inner = serialized.get("config")
+    inner = inner if isinstance(inner, dict) else {}
+    kind = model_kind(serialized)
+    model = ModelGraph(
+        name=inner.get("name") if isinstance(inner.get("name"), str) else None,
+        class_name=str(serialized.get("class_name")),
+        module=serialized.get("module"),
+        registered_name=serialized.get("registered_name"),
+        kind=kind,
+        pointer=pointer,
+    )
+    if kind == SUBCLASSED:
+        return model
+    used_names: dict[str, int] = {}
+    for index, layer_config in enumerate(inner["layers"]):
+        if not isinstance(layer_config, dict):
+            continue
+        layer = _layer(layer_config, f"{pointer}/config/layers/{index}")
+        if not layer.is_operation:
+            group = _unique_name(to_snake_case(layer.class_name), used_names)
+            layer.weights_path = f"{weights_prefix}layers/{group}"
+            if model_kind(layer_config) != SUBCLASSED:
+                layer.submodel = _model(layer_config, layer.pointer, layer.weights_path + "/")
+        model.layers.append(layer)
+    if kind == SEQUENTIAL:
+        _chain_sequential(model)
+    else:
+        model.inputs = _tensor_refs(inner.get("input_layers"))
+        model.outputs = _tensor_refs(inner.get("output_layers"))
+    return model
+
+
+def _layer(serialized: dict[str, Any], pointer: str) -> LayerInfo:
+    inner = serialized.get("config")
+    inner = inner if isinstance(inner, dict) else {}
+    name = serialized.get("name", inner.get("name"))
+    layer = LayerInfo(
+        name=str(name),
+        class_name=str(serialized.get("class_name")),
+        module=serialized.get("module"),
+        registered_name=serialized.get("registered_name"),
+        pointer=pointer,
+        config=inner,
+    )
+    nodes = serialized.get("inbound_nodes")
+    if isinstance(nodes, list):
+        for index, node in enumerate(nodes):
+            node_pointer = f"{pointer}/inbound_nodes/{index}"
+            if isinstance(node, dict):
+                layer.nodes.append(CallNode(_keras_tensors(node), "dict", node_pointer))
+            elif isinstance(node, list):
+                layer.nodes.append(CallNode(_tensor_refs(node), "list", node_pointer))
+    return layer
+
+
+def _unique_name(name: str, used_names: dict[str, int]) -> str:
+    """Keras's `saving_lib._get_unique_name`."""
+    if name in used_names:
+        used_names[name] += 1
+        return f"{name}_{used_names[name]}"
+    used_names[name] = 0
+    return name
+
+
+def _chain_sequential(model: ModelGraph) -> None:
+    """A Sequential model calls each layer once, on the previous layer's output."""
+    previous = None
+    for layer in model.layers:
+        if layer.class_name == "InputLayer":
+            previous = TensorRef(layer.name, 0, 0)
+            model.inputs = [previous]
+            continue
+        inputs = [previous] if previous else []
+        layer.nodes = [CallNode(inputs, "sequential", layer.pointer)]
+        previous = TensorRef(layer.name, 0, 0)
+    model.outputs = [previous] if previous else []
+
+
+def _keras_tensors(value: Any) -> list[TensorRef]:
+    """Every `__keras_tensor__` in a dict-form node, in order."""
+    found = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "__keras_tensor__":
+                history = (item.get("config") or {}).get("keras_history")
+                ref = _ref(history)
+                if ref:
+                    found.append(ref)
+                continue
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found
+
+
+def _tensor_refs(value: Any) -> list[TensorRef]:
+    """Every `[layer_name, node_index, tensor_index, ...]` in a legacy structure."""
+    ref = _ref(value)
+    if ref:
+        return [ref]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [ref for item in value for ref in _tensor_refs(item)]
+    return []
+
+
+def _ref(value: Any) -> TensorRef | None:
+    if (
+        isinstance(value, list)
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
+    ):
+        return TensorRef(value[0], value[1], value[2])
+    return None

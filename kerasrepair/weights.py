@@ -1,0 +1,218 @@
+"""The weights of an archive, described without reading the weight data.
+
+`model.weights.h5` is opened with h5py straight from the archive file at the
+entry's offset (Keras stores it uncompressed), so listing a 1000-variable model
+reads only HDF5 metadata. Links that lead elsewhere (soft and external links,
+external storage, virtual datasets) are reported, never followed.
+
+`model.weights.npz` holds pickled object arrays (Keras saves a dict per
+layer); pickles are never loaded, so only its keys are listed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from .archive import WEIGHTS_H5, WEIGHTS_NPZ, Archive, Entry
+from .errors import ArchiveError
+
+OPTIMIZER = "optimizer/"
+
+
+@dataclass(frozen=True)
+class Variable:
+    path: str  # e.g. "layers/dense/vars/0"
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class WeightsProblem:
+    path: str
+    what: str
+
+
+@dataclass
+class WeightsTree:
+    format: str  # "h5", "npz" or "none"
+    entry: str | None
+    variables: list[Variable] = field(default_factory=list)
+    # group path of each `vars` group -> the layer name Keras stored on it
+    # (Keras 3.6+ writes a `name` attribute), or None
+    var_groups: dict[str, str | None] = field(default_factory=dict)
+    problems: list[WeightsProblem] = field(default_factory=list)
+    optimizer_iterations: int | None = None
+    # npz keys holding pickled object arrays: never unpickled, so not described
+    pickled: list[str] = field(default_factory=list)
+    _params_by_group: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def model_variables(self) -> list[Variable]:
+        return [v for v in self.variables if not v.path.startswith(OPTIMIZER)]
+
+    @property
+    def optimizer_variables(self) -> list[Variable]:
+        return [v for v in self.variables if v.path.startswith(OPTIMIZER)]
+
+    def params_under(self, group: str) -> int:
+        """Number of weight values stored under a group path, e.g. `layers/dense`."""
+        if self._params_by_group is None:
+            totals: dict[str, int] = {}
+            for variable in self.variables:
+                parts = variable.path.split("/")
+                for end in range(1, len(parts)):
+                    prefix = "/".join(parts[:end])
+                    totals[prefix] = totals.get(prefix, 0) + variable.size
+            self._params_by_group = totals
+        return self._params_by_group.get(group.rstrip("/"), 0)
+
+
+def read_weights(archive: Archive) -> WeightsTree:
+    entry = archive.entry(WEIGHTS_H5)
+    if entry is not None:
+        return _read_h5(archive, entry)
+    entry = archive.entry(WEIGHTS_NPZ)
+    if entry is not None:
+        return _read_npz(archive, entry)
+    return WeightsTree(format="none", entry=None)
+
+
+def _read_h5(archive: Archive, entry: Entry) -> WeightsTree:
+    tree = WeightsTree(format="h5", entry=entry.name)
+    # HDF5 reads its metadata in many small pieces: a page-sized read-ahead
+    # saves round trips through Python without pulling in weight data.
+    with io.BufferedReader(archive.open_seekable(entry), 4096) as raw:
+        try:
+            h5 = h5py.File(raw, "r")
+        except OSError as e:
+            raise ArchiveError(
+                f"{archive.path}:{entry.name}",
+                f"is not a readable HDF5 file ({e})",
+                "the weights are damaged; re-save the model",
+            ) from None
+        with h5:
+            _walk(h5, tree)
+            _read_iterations(h5, tree)
+    tree.variables.sort(key=lambda v: _natural_key(v.path))
+    return tree
+
+
+def _walk(h5: h5py.File, tree: WeightsTree) -> None:
+    """Record every dataset and `vars` group; report links that lead elsewhere.
+
+    HDF5's own visitors are used: the link visitor (H5Lvisit) lists links
+    without following soft or external ones, and the object visitor (H5Ovisit)
+    reaches objects through hard links only, each once, cycles included.
+    """
+
+    def on_link(name: bytes, info) -> None:
+        if info.type == h5py.h5l.TYPE_HARD:
+            return
+        path = name.decode("utf-8", "replace")
+        link = h5.get(path, getlink=True)  # describes the link, does not follow it
+        if isinstance(link, h5py.SoftLink):
+            what = f"soft link to '{link.path}' (not followed)"
+        elif isinstance(link, h5py.ExternalLink):
+            what = f"external link to '{link.filename}:{link.path}' (not followed)"
+        else:
+            what = "user-defined link (not followed)"
+        tree.problems.append(WeightsProblem(path, what))
+
+    def on_object(path: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            _add_dataset(item, path, tree)
+        elif isinstance(item, h5py.Group) and path.rsplit("/", 1)[-1] == "vars":
+            tree.var_groups[path] = _name_attribute(item)
+
+    h5.id.links.visit(on_link, info=True)
+    h5.visititems(on_object)
+
+
+def _add_dataset(dataset: h5py.Dataset, path: str, tree: WeightsTree) -> None:
+    if dataset.is_virtual:
+        tree.problems.append(WeightsProblem(path, "virtual dataset (not read)"))
+        return
+    if dataset.external:
+        files = ", ".join(str(name) for name, *_ in dataset.external)
+        tree.problems.append(
+            WeightsProblem(path, f"data stored in external files: {files} (not read)")
+        )
+        return
+    shape = tuple(int(n) for n in dataset.shape) if dataset.shape is not None else ()
+    tree.variables.append(
+        Variable(
+            path=path,
+            shape=shape,
+            dtype=str(dataset.dtype),
+            nbytes=math.prod(shape) * dataset.dtype.itemsize,
+        )
+    )
+
+
+def _name_attribute(group: h5py.Group) -> str | None:
+    value = group.attrs.get("name")
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _read_iterations(h5: h5py.File, tree: WeightsTree) -> None:
+    """The optimizer's step count: its first variable, one scalar read."""
+    first = next((v for v in tree.variables if v.path == "optimizer/vars/0"), None)
+    if first and first.shape == () and np.dtype(first.dtype).kind in "iu":
+        tree.optimizer_iterations = int(h5[first.path][()])
+
+
+def _read_npz(archive: Archive, entry: Entry) -> WeightsTree:
+    tree = WeightsTree(format="npz", entry=entry.name)
+    with archive.open_seekable(entry) as raw:
+        try:
+            npz = zipfile.ZipFile(raw)
+        except zipfile.BadZipFile as e:
+            raise ArchiveError(
+                f"{archive.path}:{entry.name}",
+                f"is not a readable .npz file ({e})",
+                "the weights are damaged; re-save the model",
+            ) from None
+        with npz:
+            for info in npz.infolist():
+                _add_npy_header(npz, info, tree)
+    tree.variables.sort(key=lambda v: _natural_key(v.path))
+    return tree
+
+
+def _add_npy_header(npz: zipfile.ZipFile, info: zipfile.ZipInfo, tree: WeightsTree) -> None:
+    key = info.filename.removesuffix(".npy")
+    with npz.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }[version]
+            shape, _, dtype = read_header(member)
+        except (ValueError, KeyError):
+            tree.problems.append(WeightsProblem(key, "not a readable .npy header"))
+            return
+    if dtype.hasobject:
+        tree.pickled.append(key)
+        return
+    tree.variables.append(
+        Variable(key, tuple(shape), str(dtype), math.prod(shape) * dtype.itemsize)
+    )
+
+
+def _natural_key(path: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
