@@ -214,7 +214,7 @@ def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archi
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
-        raise _bad_zip(path, head, str(e)) from None
+        raise _bad_zip(path, str(e)) from None
     except OSError as e:
         raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
     try:
@@ -273,6 +273,12 @@ def _recognise_non_zip(path: Path, head: bytes) -> None:
             "is a legacy HDF5 Keras model (the .h5 format) named .keras",
             "rename it to .h5, load it with keras.saving.load_model, then save it again as .keras",
         )
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        raise ArchiveError(
+            str(path),
+            "is an HTML page, not a model (a download that returned a web page)",
+            "download the raw file itself (for a hub or GitHub, its raw/resolve URL)",
+        )
     if not head.startswith(_LOCAL_MAGIC) and not head.startswith(b"PK\x05\x06"):
         raise ArchiveError(
             str(path),
@@ -281,10 +287,12 @@ def _recognise_non_zip(path: Path, head: bytes) -> None:
         )
 
 
-def _bad_zip(path: Path, head: bytes, reason: str) -> ArchiveError:
+def _bad_zip(path: Path, reason: str) -> ArchiveError:
+    if reason == "File is not a zip file":  # zipfile's words for "no end record"
+        reason = "no end-of-central-directory record"
     return ArchiveError(
         str(path),
-        f"is a truncated or damaged zip ({reason}; {path.stat().st_size} bytes)",
+        f"is a truncated or damaged zip ({reason}; {path.stat().st_size:,} bytes)",
         "download or copy it again; `zip -FF` may recover what is left",
     )
 
@@ -384,13 +392,20 @@ def _check_size(where: str, info: zipfile.ZipInfo, limits: Limits) -> None:
             f"entry uses zip compression method {info.compress_type}, which Keras cannot read",
             "re-zip the archive with no compression (zip -0)",
         )
+    if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+        raise ArchiveError(
+            where,
+            f"entry is stored uncompressed but declares {info.file_size:,} bytes for "
+            f"{info.compress_size:,} stored bytes (a damaged archive or a zip bomb)",
+            "re-save the model, or rebuild the archive from its original files",
+        )
     if info.file_size > limits.ratio_floor and info.compress_type != zipfile.ZIP_STORED:
         ratio = info.file_size / max(info.compress_size, 1)
         if ratio > limits.max_ratio:
             raise ArchiveError(
                 where,
-                f"entry expands {ratio:.0f}x ({info.compress_size} to "
-                f"{info.file_size} bytes), over the limit of {limits.max_ratio:.0f}x",
+                f"entry expands {ratio:.0f}x ({info.compress_size:,} to "
+                f"{info.file_size:,} bytes), over the limit of {limits.max_ratio:.0f}x",
                 "this looks like a zip bomb; raise the limit if you trust the file",
             )
 

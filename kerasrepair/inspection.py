@@ -51,6 +51,7 @@ def describe(archive: Archive) -> dict[str, Any]:
     }
     warnings.extend(_warning("archive", "", problem) for problem in archive.problems)
     warnings.extend(_layer_warnings(model))
+    warnings.extend(_described_twice(model, weights))
     warnings.extend(_weights_warnings(model, weights))
     return report
 
@@ -77,11 +78,18 @@ def _layer(layer: LayerInfo, weights: WeightsTree) -> dict[str, Any]:
         "calls": layer.calls,
         "inbound": [[_ref_text(ref) for ref in node.inputs] for node in layer.nodes],
         "weights_path": layer.weights_path,
-        "params": weights.params_under(layer.weights_path) if layer.weights_path else 0,
+        "params": _params(layer, weights),
     }
     if layer.submodel is not None:
         row["model"] = _model(layer.submodel, weights)
     return row
+
+
+def _params(layer: LayerInfo, weights: WeightsTree) -> int | None:
+    """The layer's parameters as stored; None when the file cannot tell."""
+    if weights.pickled:
+        return None
+    return weights.params_under(layer.weights_path) if layer.weights_path else 0
 
 
 def _weights(archive: Archive, weights: WeightsTree) -> dict[str, Any]:
@@ -163,6 +171,33 @@ def _layer_warnings(model: ModelGraph) -> list[dict[str, str]]:
     return warnings
 
 
+def _described_twice(model: ModelGraph, weights: WeightsTree) -> list[dict[str, str]]:
+    """One layer object serialized at two levels (the outer model's outputs use
+    a nested model's inner tensors): the loader builds two layers, and the copy
+    whose weight group is empty gets no weights."""
+    copies: dict[tuple[str, str], list[LayerInfo]] = {}
+    for layer in model.walk():
+        if layer.weights_path and layer.submodel is None:
+            copies.setdefault((layer.name, layer.class_name), []).append(layer)
+    warnings = []
+    for (name, _), found in copies.items():
+        empty = [layer for layer in found if not weights.params_under(layer.weights_path)]
+        stored = [layer for layer in found if weights.params_under(layer.weights_path)]
+        if len(found) < 2 or not empty or not stored:
+            continue
+        warnings.append(
+            _warning(
+                "described_twice",
+                empty[0].pointer,
+                f"layer '{name}' is described {len(found)} times in config.json "
+                f"({', '.join(layer.pointer for layer in found)}); its weights are stored "
+                f"once, at '{stored[0].weights_path}', so the loader finds none at "
+                f"'{empty[0].weights_path}'",
+            )
+        )
+    return warnings
+
+
 def _weights_warnings(model: ModelGraph, weights: WeightsTree) -> list[dict[str, str]]:
     warnings = [
         _warning("weights_problem", f"{weights.entry}:{p.path}", p.what) for p in weights.problems
@@ -183,7 +218,7 @@ def _weights_warnings(model: ModelGraph, weights: WeightsTree) -> list[dict[str,
         group
         for group in {path.removesuffix("/vars") for path in weights.var_groups}
         if group != "vars"
-        and not group.startswith(OPTIMIZER)
+        and not (group + "/").startswith(OPTIMIZER)
         and not _under_any(group, claimed)
         and weights.params_under(group)
     )

@@ -58,7 +58,7 @@ def _layers(model: dict[str, Any]) -> list[str]:
                 layer["class_name"],
                 str(layer["calls"]) + (" (shared)" if layer["calls"] > 1 else ""),
                 " | ".join(", ".join(inputs) for inputs in layer["inbound"]),
-                f"{layer['params']:,}",
+                "?" if layer["params"] is None else f"{layer['params']:,}",
                 layer["weights_path"] or "",
             ]
         )
@@ -78,6 +78,12 @@ def _walk(layers: list[dict[str, Any]], depth: int):
 def _weights(weights: dict[str, Any], show_all: bool) -> list[str]:
     if weights["format"] == "none":
         return ["", f"{_bold('Weights')}: none in this archive"]
+    if weights["pickled"] and not weights["tree"]:
+        return [
+            "",
+            f"{_bold('Weights')} ({weights['entry']}): {len(weights['pickled'])} pickled "
+            "entries, not described (kerasrepair never unpickles)",
+        ]
     lines = [
         "",
         f"{_bold('Weights')} ({weights['entry']}): {weights['variables']} variables, "

@@ -136,8 +136,8 @@ def _walk(h5: h5py.File, tree: WeightsTree) -> None:
         elif isinstance(item, h5py.Group) and path.rsplit("/", 1)[-1] == "vars":
             tree.var_groups[path] = _name_attribute(item)
 
-    h5.id.links.visit(on_link, info=True)
     h5.visititems(on_object)
+    h5.id.links.visit(on_link, info=True)  # cheap once the objects are cached
 
 
 def _add_dataset(dataset: h5py.Dataset, path: str, tree: WeightsTree) -> None:

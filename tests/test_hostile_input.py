@@ -17,8 +17,8 @@ REFUSED = {
     "empty.keras": "is empty (0 bytes)",
     "lfs_pointer.keras": "git lfs pull",
     "legacy_h5.keras": "legacy HDF5 Keras model",
-    "not_a_zip.keras": "is not a zip archive",
-    "truncated.keras": "truncated or damaged zip",
+    "not_a_zip.keras": "is an HTML page",
+    "truncated.keras": "truncated or damaged zip (no end-of-central-directory record",
     "duplicate_entries.keras": "appears more than once",
     "traversal.keras": "climbs out of the archive",
     "absolute_name.keras": "absolute path",
@@ -113,3 +113,15 @@ def test_missing_file_is_exit_2():
     result = CliRunner().invoke(app, ["inspect", "no/such/model.keras"])
     assert result.exit_code == 2
     assert "no such file" in result.output
+
+
+def test_other_non_zip_files_and_unpacked_folders(tmp_path):
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"\x00\x01not a model at all")
+    with pytest.raises(ArchiveError, match="is not a zip archive"):
+        open_archive(garbage)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    (unpacked / "config.json").write_text("{}")
+    with pytest.raises(ArchiveError, match="unpacked .keras folder"):
+        open_archive(unpacked)

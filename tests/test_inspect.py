@@ -142,3 +142,18 @@ def test_report_is_json_serialisable_with_stable_keys(keras, saved):
         "config.json",
         "model.weights.h5",
     ]
+
+
+def test_layer_serialized_twice_is_reported():
+    """The VAE case: the outer model's outputs use the encoder's inner `z_mean`,
+    so config.json describes it twice but the file holds its weights once."""
+    from conftest import MODELS
+
+    report = inspect_archive(MODELS / "vae_nested_outputs.keras")
+    twice = {
+        w["location"]: w["message"] for w in report["warnings"] if w["kind"] == "described_twice"
+    }
+    assert "/config/layers/3" in twice
+    assert "'z_mean'" in twice["/config/layers/3"]
+    assert "finds none at 'layers/dense_1'" in twice["/config/layers/3"]
+    assert not [w for w in report["warnings"] if w["kind"] == "unclaimed_weights"]

@@ -75,3 +75,50 @@ def test_npz_weights_are_listed_but_never_unpickled(keras, tmp_path, monkeypatch
     assert report["weights"]["format"] == "npz"
     assert "layers/dense" in report["weights"]["pickled"]
     assert any(w["kind"] == "pickled_weights" for w in report["warnings"])
+
+
+def _with_weights_edited(source, target, edit):
+    """Copy `source` to `target` with its model.weights.h5 changed by `edit(h5file)`."""
+    import io
+
+    import h5py
+
+    from kerasrepair import write_archive
+
+    with open_archive(source) as archive:
+        buffer = io.BytesIO(archive.read("model.weights.h5"))
+        with h5py.File(buffer, "a") as h5:
+            edit(h5)
+        write_archive(archive, target, {"model.weights.h5": buffer.getvalue()})
+    return target
+
+
+def test_virtual_datasets_are_reported_not_read(tmp_path):
+    import h5py
+
+    from conftest import MODELS
+
+    def add_virtual(h5):
+        layout = h5py.VirtualLayout(shape=(3,), dtype="float32")
+        layout[:] = h5py.VirtualSource("/etc/passwd.h5", "data", shape=(3,))
+        h5.create_virtual_dataset("layers/dense/vars/2", layout)
+
+    path = _with_weights_edited(MODELS / "sequential_mlp.keras", tmp_path / "v.keras", add_virtual)
+    report = inspect_archive(path)
+    assert report["weights"]["problems"] == [
+        {"path": "layers/dense/vars/2", "problem": "virtual dataset (not read)"}
+    ]
+    assert "layers/dense/vars/2" not in {v["path"] for v in report["weights"]["tree"]}
+
+
+def test_weights_no_layer_claims_are_reported(tmp_path):
+    from conftest import MODELS
+
+    def add_orphan(h5):
+        h5.create_dataset("layers/dense_7/vars/0", data=np.zeros((2, 3), "float32"))
+
+    path = _with_weights_edited(MODELS / "sequential_mlp.keras", tmp_path / "o.keras", add_orphan)
+    warnings = inspect_archive(path)["warnings"]
+    orphan = [w for w in warnings if w["kind"] == "unclaimed_weights"]
+    assert [w["location"] for w in orphan] == ["model.weights.h5:layers/dense_7"]
+    assert "6 values" in orphan[0]["message"]

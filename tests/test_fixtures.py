@@ -1,0 +1,68 @@
+"""The committed fixtures are what the manifest says: made by the script kept
+beside them, with the Keras version recorded, and (for healthy models) loading
+in that Keras release with the predictions saved at creation time."""
+
+import hashlib
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from kerasrepair import ArchiveError, inspect_archive
+
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
+MODELS = {path: entry for path, entry in MANIFEST.items() if entry["kind"] != "hostile"}
+HEALTHY = sorted(path for path, entry in MODELS.items() if entry["kind"] == "healthy")
+
+
+def _reference_inputs(reference):
+    if "x" in reference:
+        return reference["x"]
+    if "x0" in reference:
+        return [reference[f"x{i}"] for i in range(sum(k.startswith("x") for k in reference))]
+    return {key[2:]: reference[key] for key in reference if key.startswith("x_")}
+
+
+@pytest.mark.parametrize("path", sorted(MANIFEST))
+def test_each_fixture_is_recorded(path):
+    entry = MANIFEST[path]
+    file = FIXTURES / path
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == entry["sha256"]
+    assert (FIXTURES / entry["script"]).is_file()
+    assert entry["kind"] in {"healthy", "broken", "hostile"}
+    assert file.stat().st_size < 256 * 1024, "committed fixtures stay small"
+    if entry["kind"] != "hostile":
+        assert entry["keras_version"].startswith("3.")
+        assert (FIXTURES / entry["reference"]["path"]).is_file()
+
+
+@pytest.mark.parametrize("path", sorted(MODELS))
+def test_every_model_fixture_is_inspectable(path):
+    try:
+        report = inspect_archive(FIXTURES / path)
+    except ArchiveError as e:  # pragma: no cover - the message is the point
+        pytest.fail(f"{path}: {e}")
+    assert report["metadata"]["keras_version"] == MODELS[path]["keras_version"]
+
+
+@pytest.mark.parametrize("path", HEALTHY)
+def test_healthy_fixture_loads_and_predicts_its_reference(keras, path, monkeypatch):
+    entry = MODELS[path]
+    if keras.__version__ != entry["keras_version"]:
+        pytest.fail(
+            f"{path} was saved by Keras {entry['keras_version']}, tests run {keras.__version__}"
+        )
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    if entry.get("custom_objects"):
+        __import__(entry["custom_objects"].removesuffix(".py"))
+    model = keras.saving.load_model(FIXTURES / path)
+    with np.load(FIXTURES / entry["reference"]["path"]) as reference:
+        expected = reference["y"]
+        predicted = model.predict(_reference_inputs(reference), verbose=0)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-6, atol=1e-6)
+    report = inspect_archive(FIXTURES / path)
+    if report["weights"]["format"] == "h5":
+        assert report["weights"]["params"] == model.count_params()
+    sys.modules.pop("custom_objects", None)
