@@ -82,8 +82,11 @@ def _write(
 ) -> list[str]:
     """Write the new zip; return the names it holds, in order."""
     written = []
-    with open(temporary, "wb", buffering=0) as out, open(source.path, "rb") as src:
-        zout = zipfile.ZipFile(out, "w")
+    with (
+        open(temporary, "wb", buffering=0) as out,
+        open(source.path, "rb") as src,
+        zipfile.ZipFile(out, "w") as zout,
+    ):
         for entry in source.entries:
             if entry.name in remove:
                 continue
@@ -100,7 +103,7 @@ def _write(
             zout.writestr(info, replacements[name])
             written.append(name)
         zout.comment = source.comment
-        zout.close()
+        zout.close()  # writes the central directory
         if durable:
             os.fsync(out.fileno())
     return written
