@@ -16,6 +16,7 @@ import typer
 
 from . import __version__
 from .errors import ArchiveError
+from .writer import WriteError
 
 EXIT_UNREADABLE = 2
 
@@ -63,12 +64,96 @@ def inspect(
     render_inspection(report, show_weights=weights)
 
 
+@app.command()
+def fix(
+    path: Annotated[Path, typer.Argument(help="The .keras archive to repair.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write the repaired archive.")
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Replace PATH (a backup stays until verified).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
+    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show a diff of config.json.")] = False,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run only these passes (KR301,KR601).")
+    ] = None,
+    skip: Annotated[str | None, typer.Option("--skip", help="Skip these passes.")] = None,
+    unsafe_fixes: Annotated[
+        bool, typer.Option("--unsafe-fixes", help="Also apply fixes that change behaviour.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Repair an archive: every pass that applies, then a verified re-zip."""
+    from .context import Options
+    from .repair import fix_archive, fix_in_place, select_passes
+
+    if sum((output is not None, in_place, dry_run)) != 1:
+        _usage("give exactly one of -o OUT, --in-place or --dry-run")
+    try:
+        passes = select_passes(_codes(only), _codes(skip))
+    except KeyError as e:
+        _usage(f"unknown pass code {e}; `kerasrepair rules` lists them")
+    options = Options(unsafe_fixes=unsafe_fixes)
+    if in_place:
+        result = _or_exit(fix_in_place, path, passes, options)
+    else:
+        result = _or_exit(fix_archive, path, None if dry_run else output, passes, options)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        from .render import render_fix
+
+        render_fix(result, show_diff=diff)
+    if any(finding.severity == "error" for finding in result.remaining):
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(code: Annotated[str, typer.Argument(help="A pass code, e.g. KR301.")]) -> None:
+    """Explain what a pass detects and how it repairs it."""
+    from .passes import by_code
+
+    try:
+        module = by_code(code)
+    except KeyError:
+        _usage(f"unknown code {code!r}; `kerasrepair rules` lists them")
+    typer.echo(f"{module.CODE} {module.NAME} (fix: {module.FIX or 'none'})\n{module.SUMMARY}\n")
+    typer.echo(module.EXPLANATION)
+
+
+@app.command()
+def rules() -> None:
+    """List every pass: code, name, whether its fix is safe, summary."""
+    from .passes import PASSES
+
+    for module in PASSES:
+        typer.echo(f"{module.CODE}  {module.NAME:<24} {module.FIX or '-':<7} {module.SUMMARY}")
+
+
+def _codes(value: str | None) -> list[str] | None:
+    return [code.strip() for code in value.split(",") if code.strip()] if value else None
+
+
+def _usage(message: str) -> None:
+    typer.echo(f"kerasrepair: usage error: {message}", err=True)
+    raise typer.Exit(EXIT_UNREADABLE)
+
+
 def _or_exit(function, *args: Any) -> Any:
     """Run `function`; turn bad input into one line on stderr and exit 2."""
     try:
         return function(*args)
     except ArchiveError as e:
         typer.echo(f"kerasrepair: error: {e}", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    except WriteError as e:
+        typer.echo(f"kerasrepair: error: nothing was written: {e}", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    except OSError as e:
+        typer.echo(f"kerasrepair: error: {e.filename or ''}: {e.strerror or e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
 
 

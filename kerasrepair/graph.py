@@ -154,7 +154,7 @@ def _layer(serialized: dict[str, Any], pointer: str) -> LayerInfo:
         for index, node in enumerate(nodes):
             node_pointer = f"{pointer}/inbound_nodes/{index}"
             if isinstance(node, dict):
-                layer.nodes.append(CallNode(_keras_tensors(node), "dict", node_pointer))
+                layer.nodes.append(CallNode(keras_tensor_refs(node), "dict", node_pointer))
             elif isinstance(node, list):
                 layer.nodes.append(CallNode(_tensor_refs(node), "list", node_pointer))
     return layer
@@ -183,7 +183,23 @@ def _chain_sequential(model: ModelGraph) -> None:
     model.outputs = [previous] if previous else []
 
 
-def _keras_tensors(value: Any) -> list[TensorRef]:
+def resolve(document: Any, pointer: str) -> Any:
+    """The value at a JSON pointer (RFC 6901) such as `/config/layers/3`."""
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        document = document[int(token)] if isinstance(document, list) else document[token]
+    return document
+
+
+def replace(document: Any, pointer: str, value: Any) -> None:
+    """Set the value at a JSON pointer (its parent must exist)."""
+    parent_pointer, _, token = pointer.rpartition("/")
+    parent = resolve(document, parent_pointer)
+    token = token.replace("~1", "/").replace("~0", "~")
+    parent[int(token) if isinstance(parent, list) else token] = value
+
+
+def keras_tensor_refs(value: Any) -> list[TensorRef]:
     """Every `__keras_tensor__` in a dict-form node, in order."""
     found = []
     stack = [value]

@@ -148,3 +148,37 @@ def _size(count: float) -> str:
         if count < 1000 or unit == "GB":
             break
     return f"{count:.1f} {unit}"
+
+
+def render_fix(result, show_diff: bool = False) -> None:
+    """What `fix` changed, pass by pass, and what it could not."""
+    lines = []
+    for change in result.changes:
+        lines.append(f"{_bold(change.code)} {change.location}: {change.description}")
+    if show_diff and result.changes:
+        lines += _config_diff(result.config_before, result.config_after)
+    for finding in result.remaining:
+        why = "needs --unsafe-fixes" if finding.fix == "unsafe" else "not fixable here"
+        hint = f" -> {finding.hint}" if finding.hint else ""
+        lines.append(f"{_yellow(finding.code)} {finding.location}: {finding.message} ({why}){hint}")
+    fixed = f"fixed {len(result.changes)}, {len(result.remaining)} left"
+    if result.output:
+        fixed += f"; wrote {result.output}"
+    elif result.changes:
+        fixed += "; dry run, nothing written"
+    lines.append(fixed)
+    typer.echo("\n".join(lines))
+
+
+def _config_diff(before: str, after: str) -> list[str]:
+    import difflib
+    import json
+
+    def pretty(text: str) -> list[str]:
+        return json.dumps(json.loads(text), indent=2).splitlines()
+
+    return list(
+        difflib.unified_diff(
+            pretty(before), pretty(after), "a/config.json", "b/config.json", lineterm=""
+        )
+    )

@@ -1,0 +1,27 @@
+"""The repair passes, one module each, run in the order of `PASSES`.
+
+A pass module has:
+
+    CODE         stable code, "KR" + three digits (KR1xx archive, KR2xx config
+                 schema, KR3xx graph wiring, KR4xx weights, KR5xx serialized
+                 code, KR6xx Keras version drift, KR9xx security)
+    NAME         short name
+    SUMMARY      one line
+    EXPLANATION  what `kerasrepair explain CODE` prints
+    FIX          "safe", "unsafe" or None (detect only)
+    detect(ctx) -> list[Finding]       reads only
+    apply(ctx, edit) -> list[Change]   records its repair in `edit`; writes no file
+
+A pass is idempotent: on its own output, `detect` finds nothing it can fix.
+"""
+
+from . import numpy_arguments, shared_layer_order
+
+PASSES = (shared_layer_order, numpy_arguments)
+
+
+def by_code(code: str):
+    for module in PASSES:
+        if code.upper() == module.CODE:
+            return module
+    raise KeyError(code)

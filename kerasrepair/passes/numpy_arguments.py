@@ -1,0 +1,90 @@
+"""KR601: a numpy array saved as a layer argument (keras-team/keras#20072).
+
+`Rescaling(np.array([...]))` saves its `scale` as
+`{"class_name": "__numpy__", "config": {"value": [...], "dtype": "float64"}}`.
+Keras 3.0.0 to 3.4.1 hand that dict to the layer unchanged: the model loads,
+then its first call fails (`float() argument must be ... not 'TrackedDict'`).
+The repair writes the plain list instead, which every release reads.
+"""
+
+from __future__ import annotations
+
+from .. import graph
+from ..context import Context, Edit
+from ..findings import SAFE, UNSAFE, Change, Finding
+
+CODE = "KR601"
+NAME = "numpy-layer-argument"
+SUMMARY = "A layer argument is a serialized numpy array: Keras 3.0-3.4 fail at the first call"
+FIX = SAFE
+EXPLANATION = """\
+A layer built with a numpy array as an argument, e.g.
+
+    keras.layers.Rescaling(scale=np.array([1 / 255, 1 / 127.5, 1.0]))
+
+is saved with the array as a special object:
+
+    "scale": {"class_name": "__numpy__",
+              "config": {"value": [0.0039, 0.0078, 1.0], "dtype": "float64"}}
+
+Keras 3.5 and newer turn it back into an array. Keras 3.0.0 to 3.4.1 pass the
+dict itself to the layer: the model loads, then the first call fails with
+
+    TypeError: float() argument must be a string or a real number, not 'TrackedDict'
+
+(keras-team/keras#20072, tensorflow/tensorflow#69719).
+
+Fix (safe for built-in layers, config only): replace the object with its
+plain list of values. Built-in layers convert lists and arrays alike, so
+predictions are identical in every release. For a custom layer the fix is
+marked unsafe (its code may rely on an ndarray) and runs only with
+--unsafe-fixes. Numpy values nested inside other objects (e.g. a `Constant`
+initializer's `value`) are deserialized correctly by Keras and left alone.
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    findings = []
+    for layer in graph.build(ctx.config).walk():
+        for argument, value in layer.config.items():
+            if not _is_numpy(value):
+                continue
+            built_in = (layer.module or "").split(".")[0] == "keras"
+            findings.append(
+                Finding(
+                    code=CODE,
+                    message=(
+                        f"{layer.class_name} '{layer.name}' argument '{argument}' is a "
+                        f"serialized numpy array ({value['config'].get('dtype')}): Keras "
+                        "3.0-3.4 pass it on as a dict and the first call fails"
+                    ),
+                    location=f"{layer.pointer}/config/{argument}",
+                    layer=layer.name,
+                    fix=SAFE if built_in else UNSAFE,
+                    hint="" if built_in else "pass a list instead of a numpy array in your code",
+                )
+            )
+    return findings
+
+
+def apply(ctx: Context, edit: Edit) -> list[Change]:
+    changes = []
+    for finding in detect(ctx):
+        if finding.fix == UNSAFE and not ctx.options.unsafe_fixes:
+            continue
+        value = graph.resolve(edit.config, finding.location)["config"]["value"]
+        graph.replace(edit.config, finding.location, value)
+        changes.append(
+            Change(CODE, finding.location, f"replaced the numpy object with the list {value}")
+        )
+    edit.changes.extend(changes)
+    return changes
+
+
+def _is_numpy(value) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("class_name") == "__numpy__"
+        and isinstance(value.get("config"), dict)
+        and "value" in value["config"]
+    )

@@ -1,0 +1,137 @@
+"""`kerasrepair fix`: what it writes, what it never touches, how it exits."""
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import MODELS, raw_entries
+from kerasrepair import open_archive
+from kerasrepair.cli import app
+from kerasrepair.repair import fix_archive
+
+HEALTHY = ["sequential_mlp", "functional_nested_shared", "subclassed", "with_assets"]
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_healthy_fixtures_pass_through_byte_identical(name, tmp_path):
+    source = MODELS / f"{name}.keras"
+    result = _run("fix", source, "-o", tmp_path / "out.keras")
+    assert result.exit_code == 0, result.output
+    assert "fixed 0, 0 left" in result.output
+    assert (tmp_path / "out.keras").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("application", ["MobileNetV3Small", "DenseNet121"])
+def test_healthy_applications_pass_through_byte_identical(keras, saved, application, tmp_path):
+    source = saved(getattr(keras.applications, application)(weights=None), application)
+    result = fix_archive(source, tmp_path / "out.keras")
+    assert result.changes == [] and result.remaining == []
+    assert (tmp_path / "out.keras").read_bytes() == source.read_bytes()
+
+
+def test_config_only_repair_keeps_weights_bit_identical(tmp_path):
+    source = MODELS / "shared_layer_reused_later.keras"
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    result = _run("fix", source, "-o", tmp_path / "fixed.keras")
+    assert result.exit_code == 0, result.output
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # input untouched
+    original, fixed = raw_entries(source), raw_entries(tmp_path / "fixed.keras")
+    assert fixed["model.weights.h5"] == original["model.weights.h5"]
+    assert fixed["metadata.json"] == original["metadata.json"]
+    assert fixed["config.json"] != original["config.json"]
+
+
+def test_fix_is_idempotent(tmp_path):
+    first, second = tmp_path / "first.keras", tmp_path / "second.keras"
+    assert _run("fix", MODELS / "shared_layer_three_uses.keras", "-o", first).exit_code == 0
+    result = _run("fix", first, "-o", second)
+    assert "fixed 0, 0 left" in result.output
+    assert second.read_bytes() == first.read_bytes()
+
+
+def test_same_input_same_output(tmp_path):
+    for name in ("a", "b"):
+        _run("fix", MODELS / "numpy_rescaling.keras", "-o", tmp_path / f"{name}.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+
+
+def test_dry_run_writes_nothing_and_diff_shows_the_change(tmp_path):
+    result = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--diff")
+    assert result.exit_code == 0
+    assert "KR601 /config/layers/1/config/scale" in result.output
+    assert re.search(r'^-\s+"class_name": "__numpy__",$', result.output, re.MULTILINE)
+    assert "+++ b/config.json" in result.output
+    assert "dry run, nothing written" in result.output
+
+
+def test_only_and_skip_choose_passes(tmp_path):
+    skipped = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--skip", "KR601")
+    assert "fixed 0" in skipped.output
+    only = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--only", "kr601")
+    assert "fixed 2" in only.output
+    unknown = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--only", "KR999")
+    assert unknown.exit_code == 2
+
+
+def test_json_output(tmp_path):
+    result = _run("fix", MODELS / "shared_layer_reused_later.keras", "--dry-run", "--json")
+    report = json.loads(result.output)
+    assert report["output"] is None
+    assert [c["code"] for c in report["changes"]] == ["KR301"]
+    assert report["changes"][0]["location"] == "/config/layers/1/inbound_nodes/1"
+    assert report["remaining"] == []
+
+
+def test_in_place_replaces_the_file_and_drops_the_backup(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_bytes((MODELS / "numpy_rescaling.keras").read_bytes())
+    result = _run("fix", target, "--in-place")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+    with open_archive(target) as archive:
+        assert archive.config["config"]["layers"][1]["config"]["scale"][3] == 2.0
+
+
+def test_an_output_option_is_required():
+    assert _run("fix", MODELS / "numpy_rescaling.keras").exit_code == 2
+    assert _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--in-place").exit_code == 2
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path):
+    from conftest import HOSTILE
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kerasrepair",
+            "fix",
+            HOSTILE / "truncated.keras",
+            "-o",
+            "out.keras",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_and_rules():
+    explained = _run("explain", "KR301")
+    assert explained.exit_code == 0
+    assert "Layer node index out of bounds" in explained.output
+    listed = _run("rules")
+    assert "KR301" in listed.output and "KR601" in listed.output
+    assert _run("explain", "KR000").exit_code == 2
