@@ -25,13 +25,12 @@ def keras():
 
 @pytest.fixture(scope="session")
 def saved(tmp_path_factory, keras):
-    """Save a real Keras model once per session; returns the archive path."""
+    """Save a real Keras model; returns the archive path."""
     directory = tmp_path_factory.mktemp("saved")
 
     def save(model, name: str) -> Path:
         path = directory / f"{name}.keras"
-        if not path.exists():
-            model.save(path)
+        model.save(path)
         return path
 
     return save

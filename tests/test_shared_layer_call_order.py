@@ -5,9 +5,13 @@ legacy list form, and the model loads and predicts as before."""
 
 import json
 
-from conftest import MODELS
+import pytest
+
+from conftest import FIXTURES, MODELS
 from kerasrepair import open_archive
 from kerasrepair.repair import fix_archive
+
+RELEASE_FIXTURES = FIXTURES / "releases"
 
 
 def _node(archive_path, pointer):
@@ -55,3 +59,58 @@ def test_repaired_fixture_loads_in_keras_3_15_with_reference_predictions(keras, 
         with np.load(MODELS / f"{name}.npz") as reference:
             np.testing.assert_array_equal(model.predict(reference["x"], verbose=0), reference["y"])
         json.dumps(model.get_config())  # the loaded model serializes again
+
+
+# The proof: archives saved by each release that fails, loaded there before and
+# after the repair, and in the first fixed release and the newest.
+FAILING_RELEASES = ["3.0.5", "3.3.3", "3.4.1", "3.6.0"]
+SHARED = [
+    "shared_layer_reused_later",
+    "shared_layer_three_uses",
+    "shared_add_reused",
+    "shared_submodel_reused",
+]
+
+
+# Keras 3.0.x numbers a nested Functional model's calls inconsistently when it
+# saves (`between` reads `sub[0][0]`, the output `sub[2][0]`), so 3.0.x cannot
+# load its own shared sub-model even once the call order is repaired; the
+# repair covers shared sub-models from 3.3.0 on, as keras#20307 does.
+PROVEN = [
+    (release, name)
+    for release in FAILING_RELEASES
+    for name in SHARED
+    if (release, name) != ("3.0.5", "shared_submodel_reused")
+]
+
+
+@pytest.mark.parametrize("release,name", PROVEN)
+def test_repair_is_proven_in_the_release_that_fails(release, name, tmp_path):
+    from releases import probe
+
+    original = RELEASE_FIXTURES / f"keras-{release}" / f"{name}.keras"
+    reference = original.with_suffix(".npz")
+    before = probe(release, original, reference)
+    assert before["status"] == "load_error", before
+    assert "Layer node index out of bounds" in before["message"]
+
+    fixed = tmp_path / f"{name}.keras"
+    result = fix_archive(original, fixed)
+    assert {c.code for c in result.changes} == {"KR301"}
+    assert result.remaining == []
+
+    for loader in (release, "3.7.0", "3.15.1"):
+        after = probe(loader, fixed, reference)
+        assert after["status"] == "ok", (loader, after)
+        assert after["max_abs_diff"] == 0.0, (loader, after)
+
+
+def test_shared_submodel_saved_by_3_0_still_loads_in_fixed_releases_after_repair(tmp_path):
+    from releases import probe
+
+    original = RELEASE_FIXTURES / "keras-3.0.5" / "shared_submodel_reused.keras"
+    fixed = tmp_path / "fixed.keras"
+    fix_archive(original, fixed)
+    for loader in ("3.7.0", "3.15.1"):
+        after = probe(loader, fixed, original.with_suffix(".npz"))
+        assert after["status"] == "ok", (loader, after)

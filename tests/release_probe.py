@@ -1,0 +1,189 @@
+"""Child of ``releases.probe``: load one archive with the Keras of this interpreter.
+
+    python release_probe.py --out result.json ARCHIVE [--reference REF.npz]
+        [--custom-objects MODULE] [--unsafe]
+
+Standard library, numpy and keras only (any Keras 3 release). Writes one JSON object
+to ``--out``: keras, jax, python, status (ok | load_error | call_error | mismatch |
+probe_error), stage, exception, message (first line), detail (root cause when the
+first line is only a wrapper), max_abs_diff, warnings (first lines of the warnings
+raised while loading). Everything raised is caught and recorded; a child that dies
+leaves no file, which the parent reports as ``crashed``.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import re
+import sys
+import warnings
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RTOL = ATOL = 1e-6
+
+
+def lines(text):
+    return [line.strip() for line in ANSI.sub("", str(text)).splitlines() if line.strip()]
+
+
+def first_line(exc):
+    found = lines(exc)
+    return found[0] if found else repr(exc)
+
+
+def root_cause(exc):
+    """The informative line when the first line of a Keras error is only a wrapper."""
+    found = lines(exc)
+    if not found:
+        return None
+    if found[0].startswith("Exception encountered when calling") or found[0].endswith(":"):
+        return found[1] if len(found) > 1 else None
+    nested = [line for line in found[1:] if line.startswith("Exception encountered:")]
+    return nested[-1] if nested else None
+
+
+def load_reference(path):
+    """(x, y) from an .npz: x | x0, x1... | x_<key>, and the same for y."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+
+    def collect(prefix):
+        if prefix in arrays:
+            return arrays[prefix]
+        keyed = {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "_")}
+        if keyed:
+            return keyed
+        numbered = sorted(
+            (int(k[len(prefix) :]), v) for k, v in arrays.items() if k[len(prefix) :].isdigit()
+        )
+        if not numbered:
+            raise KeyError(f"no '{prefix}' arrays in {path}: {sorted(arrays)}")
+        return [v for _, v in numbered]
+
+    return collect("x"), collect("y")
+
+
+def compare(expected, actual):
+    """(max_abs_diff, equal) with the assert_allclose(rtol=1e-6, atol=1e-6) rule."""
+    import numpy as np
+
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict) or sorted(actual) != sorted(expected):
+            return None, False
+        pairs = [(expected[k], actual[k]) for k in sorted(expected)]
+    elif isinstance(expected, list):
+        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
+            return None, False
+        pairs = list(zip(expected, actual, strict=True))
+    else:
+        if isinstance(actual, (list, tuple)) and len(actual) == 1:
+            actual = actual[0]
+        pairs = [(expected, actual)]
+    worst, equal = 0.0, True
+    for want, got in pairs:
+        want, got = np.asarray(want), np.asarray(got)
+        if want.shape != got.shape:
+            return None, False
+        if want.size:
+            diff = np.abs(want.astype("float64") - got.astype("float64"))
+            finite = diff[np.isfinite(diff)]
+            worst = max(worst, float(finite.max()) if finite.size else 0.0)
+        equal = equal and bool(np.allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True))
+    return worst, equal
+
+
+def run(args):
+    record = {
+        "keras": None,
+        "jax": None,
+        "python": platform.python_version(),
+        "status": None,
+        "stage": "import",
+        "exception": None,
+        "message": None,
+        "max_abs_diff": None,
+        "warnings": [],
+    }
+    try:
+        x = y = None
+        if args.reference:
+            record["stage"] = "reference"
+            x, y = load_reference(args.reference)
+        record["stage"] = "import"
+        import keras
+
+        record["keras"] = keras.__version__
+        try:
+            import jax
+
+            record["jax"] = jax.__version__
+        except ImportError:
+            pass
+        if args.custom_objects:
+            importlib.import_module(args.custom_objects)
+        # Layers left unbuilt get fresh random weights: make those reproducible.
+        keras.utils.set_random_seed(1234)
+        record["stage"] = "load"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model = keras.saving.load_model(args.archive, safe_mode=not args.unsafe)
+            finally:
+                seen = []
+                for w in caught:
+                    line = f"{w.category.__name__}: {first_line(w.message)}"
+                    if line not in seen:
+                        seen.append(line)
+                record["warnings"] = seen[:10]
+        if args.reference:
+            record["stage"] = "predict"
+            predicted = model.predict(x, verbose=0)
+            record["max_abs_diff"], equal = compare(y, predicted)
+            if not equal:
+                record["status"] = "mismatch"
+                record["message"] = (
+                    f"predictions differ from the reference (rtol={RTOL}, atol={ATOL})"
+                    if record["max_abs_diff"] is not None
+                    else "predictions do not have the reference's structure or shapes"
+                )
+            else:
+                record["status"] = "ok"
+        else:
+            record["status"] = "ok"
+    except BaseException as exc:  # noqa: BLE001 - every failure is a result
+        record["status"] = {
+            "load": "load_error",
+            "predict": "call_error",
+        }.get(record["stage"], "probe_error")
+        record["exception"] = type(exc).__name__
+        record["message"] = first_line(exc)
+        detail = root_cause(exc)
+        if detail:
+            record["detail"] = detail
+    return record
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--reference")
+    parser.add_argument("--custom-objects")
+    parser.add_argument("--unsafe", action="store_true", help="load with safe_mode=False")
+    args = parser.parse_args()
+    record = run(args)
+    with open(args.out + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(record, f, sort_keys=True, default=str)
+    os.replace(args.out + ".tmp", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

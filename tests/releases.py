@@ -1,0 +1,264 @@
+"""Cached virtual environments for specific Keras releases, and a load-and-predict probe.
+
+A repair is only proven when the Keras release that fails on the original archive
+loads the repaired one. This module builds (once, cached under ``<repo>/.venvs/``) a
+minimal environment per release -- Keras, the JAX CPU backend and a jax/numpy/h5py of
+the same period, no TensorFlow -- and runs ``release_probe.py`` in it, in a fresh
+child process::
+
+    from releases import probe
+
+    result = probe("3.4.1", "fixed.keras", reference="model.npz")
+    assert result["status"] == "ok", result
+
+No keras import here: the test process may run any Keras version (or none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / ".venvs"
+FIXTURES = ROOT / "fixtures"
+PROBE = Path(__file__).resolve().with_name("release_probe.py")
+MARKER = ".kerasrepair-env.json"  # written last: an env without it is rebuilt
+
+# Keras version -> pip requirements (Python 3.11, Linux x86_64, wheels only).
+# Each set pins jax/jaxlib of the same period as the Keras release, and the packages
+# whose newer releases break that jax: ml-dtypes (float8 names), scipy (jax < 0.4.25
+# imports scipy.linalg.tril, removed in scipy 1.13) and numpy (< 2 before jax 0.4.31).
+# h5py is the newest release with a cp311 wheel built against that numpy. Keras 3.0 and
+# 3.3 import `packaging` without declaring it (3.4 declares it).
+RELEASES: dict[str, list[str]] = {
+    "3.0.5": [
+        "keras==3.0.5",
+        "packaging==24.0",  # imported by keras 3.0, not declared
+        "jax==0.4.23",
+        "jaxlib==0.4.23",
+        "ml-dtypes==0.3.2",
+        "numpy==1.26.4",
+        "scipy==1.12.0",
+        "h5py==3.11.0",
+    ],
+    "3.3.3": [
+        "keras==3.3.3",
+        "packaging==24.0",  # imported by keras 3.3, not declared
+        "jax==0.4.26",
+        "jaxlib==0.4.26",
+        "ml-dtypes==0.4.0",
+        "numpy==1.26.4",
+        "scipy==1.13.1",
+        "h5py==3.11.0",
+    ],
+    "3.4.1": [
+        "keras==3.4.1",
+        "jax==0.4.30",
+        "jaxlib==0.4.30",
+        "ml-dtypes==0.4.0",
+        "numpy==1.26.4",
+        "scipy==1.13.1",
+        "h5py==3.11.0",
+    ],
+    "3.6.0": [
+        "keras==3.6.0",
+        "jax==0.4.34",
+        "jaxlib==0.4.34",
+        "ml-dtypes==0.5.0",
+        "numpy==2.1.3",
+        "scipy==1.14.1",
+        "h5py==3.12.1",
+    ],
+    "3.7.0": [
+        "keras==3.7.0",
+        "jax==0.4.35",
+        "jaxlib==0.4.35",
+        "ml-dtypes==0.5.0",
+        "numpy==2.1.3",
+        "scipy==1.14.1",
+        "h5py==3.12.1",
+    ],
+    "3.15.1": ["keras==3.15.1", "jax==0.10.2", "jaxlib==0.10.2"],
+}
+
+STATUSES = ("ok", "load_error", "call_error", "mismatch", "crashed", "timeout", "probe_error")
+
+
+def _installed_keras() -> str | None:
+    try:
+        return importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def venv_dir(version: str) -> Path:
+    return VENVS / f"keras-{version}"
+
+
+def _interpreter(env: Path) -> Path:
+    return env / "bin" / "python"
+
+
+def _ready(env: Path, requirements: list[str]) -> bool:
+    try:
+        marker = json.loads((env / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("requirements") == requirements and _interpreter(env).exists()
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def python_for(version: str) -> Path:
+    """The interpreter of an environment with Keras ``version`` (built on first use).
+
+    The current interpreter when it already has exactly that Keras installed.
+    Otherwise ``<repo>/.venvs/keras-<version>/bin/python``: created with
+    ``sys.executable -m venv`` and the pins of ``RELEASES[version]``, under a file
+    lock so parallel test processes build it once. A marker file written last
+    records the pins; an env without it (a half-built one) or with other pins is
+    removed and rebuilt. Raises ``KeyError`` for an unknown version and
+    ``RuntimeError`` (with pip's output) when the build fails.
+    """
+    if _installed_keras() == version:
+        return Path(sys.executable)
+    requirements = RELEASES[version]
+    env = venv_dir(version)
+    if _ready(env, requirements):
+        return _interpreter(env)
+    with _locked(VENVS / f"keras-{version}.lock"):
+        if _ready(env, requirements):  # another process built it while we waited
+            return _interpreter(env)
+        shutil.rmtree(env, ignore_errors=True)
+        commands = [
+            [sys.executable, "-m", "venv", str(env)],
+            [
+                str(_interpreter(env)),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                *requirements,
+            ],
+        ]
+        for command in commands:
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"building the Keras {version} env failed: {' '.join(command)}\n"
+                    f"{done.stdout}\n{done.stderr}"
+                )
+        freeze = subprocess.run(
+            [str(_interpreter(env)), "-m", "pip", "freeze", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        marker = {"keras": version, "requirements": requirements, "freeze": freeze}
+        tmp = env / (MARKER + ".tmp")
+        tmp.write_text(json.dumps(marker, indent=1) + "\n")
+        tmp.replace(env / MARKER)
+    return _interpreter(env)
+
+
+def _child_env(custom_objects_module: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONHASHSEED="0")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if custom_objects_module:
+        env["PYTHONPATH"] = str(FIXTURES)
+    return env
+
+
+def _last_line(text: str) -> str | None:
+    found = [line.strip() for line in text.splitlines() if line.strip()]
+    return found[-1] if found else None
+
+
+def probe(
+    version: str,
+    archive: str | os.PathLike,
+    reference: str | os.PathLike | None = None,
+    custom_objects_module: str | None = None,
+    safe_mode: bool = True,
+    timeout: float = 600,
+) -> dict:
+    """Load ``archive`` with Keras ``version`` in a fresh process; predict and compare.
+
+    Returns ``{"keras", "status", "exception", "message", "max_abs_diff", "warnings"}``
+    plus ``requested`` (``version``), ``jax``, ``python``, ``stage`` (``reference``,
+    ``import``, ``load`` or ``predict``: how far the child got) and ``detail`` (the
+    root cause when the first line of the error is only a wrapper such as
+    "Exception encountered when calling Rescaling.call()."). ``keras`` is the version
+    the child actually imported (``None`` if it never reported).
+
+    ``status`` is ``ok``, ``load_error``, ``call_error`` (load worked, predict
+    raised), ``mismatch`` (predictions differ from the reference beyond rtol=1e-6,
+    atol=1e-6), ``crashed`` (the child died: ``returncode`` and the last line of
+    stderr), ``timeout`` or ``probe_error`` (the reference could not be read, or keras
+    could not be imported). Without ``reference`` a successful load is ``ok``.
+
+    ``custom_objects_module`` is imported from ``fixtures/`` before loading (e.g.
+    ``"custom_objects"``, which registers the fixture classes).
+    """
+    python = python_for(version)
+    result_keys = dict.fromkeys(("exception", "message", "max_abs_diff"))
+    with tempfile.TemporaryDirectory(prefix="kerasrepair-probe-") as cwd:
+        out = Path(cwd) / "result.json"
+        args = [str(python), str(PROBE), "--out", str(out), os.path.abspath(archive)]
+        if reference is not None:
+            args += ["--reference", os.path.abspath(reference)]
+        if custom_objects_module:
+            args += ["--custom-objects", custom_objects_module]
+        if not safe_mode:
+            args.append("--unsafe")
+        try:
+            done = subprocess.run(
+                args,
+                cwd=cwd,
+                env=_child_env(custom_objects_module),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return {
+                "requested": version,
+                "keras": None,
+                **result_keys,
+                "status": "timeout",
+                "message": f"no result after {timeout} s",
+                "warnings": [],
+            }
+        try:
+            return {"requested": version, **json.loads(out.read_text())}
+        except (OSError, ValueError):
+            return {
+                "requested": version,
+                "keras": None,
+                **result_keys,
+                "status": "crashed",
+                "returncode": done.returncode,
+                "message": _last_line(done.stderr)
+                or f"the child exited with code {done.returncode} and wrote no result",
+                "warnings": [],
+            }
