@@ -6,6 +6,8 @@
 Compares
   * `kerasrepair inspect` with Keras `load_model` + `model.summary()`;
   * the raw-copy writer (copy, then re-open and CRC-check) with `cp`;
+  * `kerasrepair fix` of one numpy literal with `cp` and with a Keras
+    `load_model` + `save` round trip (which Keras 3.15.1 can do on this file);
 and prints each median and the ratio. Every command runs as its own process,
 as a user would run it, so start-up and imports count.
 """
@@ -114,6 +116,26 @@ def main() -> int:
             clear,
         )
         report("writer, copy only (no check)", copy_only, cp, "cp")
+
+        numpy_archive = CACHE / "efficientnetb7_numpy.keras"
+        if numpy_archive.exists():
+            fix = timed(
+                [*kerasrepair, "fix", str(numpy_archive), "-o", str(written)], args.runs, clear
+            )
+            cp_numpy = timed(["cp", str(numpy_archive), str(copy_target)], args.runs, clear)
+            keras_round_trip = timed(
+                [
+                    PYTHON,
+                    "-c",
+                    "import sys, keras\nkeras.saving.load_model(sys.argv[1]).save(sys.argv[2])",
+                    str(numpy_archive),
+                    str(copy_target),
+                ],
+                max(1, min(args.runs, 3)),
+                clear,
+            )
+            print(f"kerasrepair fix (1 numpy literal) - cp = {fix - cp_numpy:.3f} s")
+            report("kerasrepair fix (1 numpy literal)", fix, keras_round_trip, "keras load + save")
     shutil.rmtree(CACHE / "__pycache__", ignore_errors=True)
     return 0
 

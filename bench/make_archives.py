@@ -35,7 +35,9 @@ def main() -> None:
         return
     base = keras.applications.EfficientNetB7(weights=None)
     inputs = keras.Input(base.input_shape[1:])
-    scaled = keras.layers.Rescaling(np.array(1 / 255.0), name="numpy_scale")(inputs)
+    # an array (a 0-d one would be saved as a plain float)
+    scale = np.array([1 / 255.0, 1 / 255.0, 1 / 255.0])
+    scaled = keras.layers.Rescaling(scale, name="numpy_scale")(inputs)
     keras.Model(inputs, base(scaled)).save(numpy_target)
     print(f"wrote {numpy_target} ({numpy_target.stat().st_size:,} bytes)")
 

@@ -37,8 +37,8 @@ MARKER = ".kerasrepair-env.json"  # written last: an env without it is rebuilt
 # Each set pins jax/jaxlib of the same period as the Keras release, and the packages
 # whose newer releases break that jax: ml-dtypes (float8 names), scipy (jax < 0.4.25
 # imports scipy.linalg.tril, removed in scipy 1.13) and numpy (< 2 before jax 0.4.31).
-# h5py is the newest release with a cp311 wheel built against that numpy. Keras 3.0 and
-# 3.3 import `packaging` without declaring it (3.4 declares it).
+# h5py is the newest release with a cp311 wheel built against that numpy. Keras 3.0, 3.2
+# and 3.3 import `packaging` without declaring it (3.4 declares it).
 RELEASES: dict[str, list[str]] = {
     "3.0.5": [
         "keras==3.0.5",
@@ -48,6 +48,16 @@ RELEASES: dict[str, list[str]] = {
         "ml-dtypes==0.3.2",
         "numpy==1.26.4",
         "scipy==1.12.0",
+        "h5py==3.11.0",
+    ],
+    "3.2.1": [
+        "keras==3.2.1",
+        "packaging==24.0",  # imported by keras 3.2, not declared
+        "jax==0.4.26",
+        "jaxlib==0.4.26",
+        "ml-dtypes==0.4.0",
+        "numpy==1.26.4",
+        "scipy==1.13.1",
         "h5py==3.11.0",
     ],
     "3.3.3": [

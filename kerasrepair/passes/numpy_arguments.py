@@ -45,7 +45,7 @@ initializer's `value`) are deserialized correctly by Keras and left alone.
 
 def detect(ctx: Context) -> list[Finding]:
     findings = []
-    for layer in graph.build(ctx.config).walk():
+    for layer in ctx.graph.walk():
         for argument, value in layer.config.items():
             if not _is_numpy(value):
                 continue

@@ -52,7 +52,7 @@ build it so that each layer object is called once.
 
 def detect(ctx: Context) -> list[Finding]:
     findings = []
-    for model in _functional_models(graph.build(ctx.config)):
+    for model in _functional_models(ctx.graph):
         for layer, node, waits_for in _met_too_early(model):
             convertible = _legacy_form(graph.resolve(ctx.config, node.pointer)) is not None
             findings.append(
@@ -109,6 +109,7 @@ def _met_too_early(model: ModelGraph):
     made = {layer.name: _initial_calls(layer) for layer in model.layers}
     waiting = {layer.name: list(layer.nodes) for layer in model.layers if layer.nodes}
     by_name = {layer.name: layer for layer in model.layers}
+    rewritten: set[str] = set()
     while waiting:
         progress = False
         for name in list(waiting):
@@ -124,9 +125,9 @@ def _met_too_early(model: ModelGraph):
                     queue.pop(0)
                     progress = True
                     continue
-                if node.form == "dict":
+                if node.form == "dict" and node.pointer not in rewritten:
                     yield by_name[name], node, missing
-                    node.form = "list"  # as the repair leaves it: from now on it waits
+                    rewritten.add(node.pointer)  # as the repair leaves it: now it waits
                 break
             if not queue:
                 del waiting[name]
