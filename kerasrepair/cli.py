@@ -112,6 +112,40 @@ def fix(
 
 
 @app.command()
+def verify(
+    path: Annotated[Path, typer.Argument(help="The archive to load, e.g. a repaired one.")],
+    against: Annotated[
+        Path | None,
+        typer.Option("--against", help="The original .keras, or a reference .npz (x, y)."),
+    ] = None,
+    python: Annotated[
+        Path | None,
+        typer.Option("--python", help="Interpreter whose Keras loads it (another release)."),
+    ] = None,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Load with safe_mode=False (runs Lambda code).")
+    ] = False,
+    custom_objects: Annotated[
+        str | None,
+        typer.Option("--custom-objects", help="Module to import first (registers classes)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Load an archive with real Keras in a child process and check it (needs Keras)."""
+    from .verify import verify as verify_archive
+
+    report = _or_exit(verify_archive, path, against, python, unsafe, custom_objects)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from .render import render_verify
+
+        render_verify(report)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def explain(code: Annotated[str, typer.Argument(help="A pass code, e.g. KR301.")]) -> None:
     """Explain what a pass detects and how it repairs it."""
     from .passes import by_code

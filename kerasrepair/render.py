@@ -182,3 +182,28 @@ def _config_diff(before: str, after: str) -> list[str]:
             pretty(before), pretty(after), "a/config.json", "b/config.json", lineterm=""
         )
     )
+
+
+def render_verify(report: dict[str, Any]) -> None:
+    load = report["load"]
+    lines = [f"loaded with Keras {load.get('keras') or '?'} ({report['python']}): {load['status']}"]
+    if load.get("message"):
+        lines.append(f"  {load.get('exception') or ''} {load['message']}".rstrip())
+    if load.get("detail"):
+        lines.append(f"  {load['detail']}")
+    lines += [f"  {_yellow('warning')} {warning}" for warning in load.get("warnings") or []]
+    weights = report["weights"]
+    if weights["stored"] is not None:
+        lines.append(
+            f"weights: {weights['loaded']} variables loaded of {weights['stored']} stored"
+            + ("" if weights["restored"] else " - NOT all restored")
+        )
+    original = report.get("original")
+    if original is not None and original["status"] != "ok":
+        lines.append(f"the original does not load to compare with: {original['message']}")
+    if report["against"] and load.get("max_abs_diff") is not None:
+        lines.append(
+            f"predictions against {report['against']}: max abs diff {load['max_abs_diff']}"
+        )
+    lines.append("verified" if report["ok"] else "NOT verified")
+    typer.echo("\n".join(lines))

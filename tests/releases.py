@@ -3,7 +3,7 @@
 A repair is only proven when the Keras release that fails on the original archive
 loads the repaired one. This module builds (once, cached under ``<repo>/.venvs/``) a
 minimal environment per release -- Keras, the JAX CPU backend and a jax/numpy/h5py of
-the same period, no TensorFlow -- and runs ``release_probe.py`` in it, in a fresh
+the same period, no TensorFlow -- and runs ``kerasrepair/probe_child.py`` in it, in a fresh
 child process::
 
     from releases import probe
@@ -24,13 +24,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".venvs"
 FIXTURES = ROOT / "fixtures"
-PROBE = Path(__file__).resolve().with_name("release_probe.py")
+PROBE = ROOT / "kerasrepair" / "probe_child.py"  # also what `kerasrepair verify` runs
 MARKER = ".kerasrepair-env.json"  # written last: an env without it is rebuilt
 
 # Keras version -> pip requirements (Python 3.11, Linux x86_64, wheels only).
@@ -199,11 +198,6 @@ def _child_env(custom_objects_module: str | None) -> dict[str, str]:
     return env
 
 
-def _last_line(text: str) -> str | None:
-    found = [line.strip() for line in text.splitlines() if line.strip()]
-    return found[-1] if found else None
-
-
 def probe(
     version: str,
     archive: str | os.PathLike,
@@ -230,45 +224,15 @@ def probe(
     ``custom_objects_module`` is imported from ``fixtures/`` before loading (e.g.
     ``"custom_objects"``, which registers the fixture classes).
     """
-    python = python_for(version)
-    result_keys = dict.fromkeys(("exception", "message", "max_abs_diff"))
-    with tempfile.TemporaryDirectory(prefix="kerasrepair-probe-") as cwd:
-        out = Path(cwd) / "result.json"
-        args = [str(python), str(PROBE), "--out", str(out), os.path.abspath(archive)]
-        if reference is not None:
-            args += ["--reference", os.path.abspath(reference)]
-        if custom_objects_module:
-            args += ["--custom-objects", custom_objects_module]
-        if not safe_mode:
-            args.append("--unsafe")
-        try:
-            done = subprocess.run(
-                args,
-                cwd=cwd,
-                env=_child_env(custom_objects_module),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            return {
-                "requested": version,
-                "keras": None,
-                **result_keys,
-                "status": "timeout",
-                "message": f"no result after {timeout} s",
-                "warnings": [],
-            }
-        try:
-            return {"requested": version, **json.loads(out.read_text())}
-        except (OSError, ValueError):
-            return {
-                "requested": version,
-                "keras": None,
-                **result_keys,
-                "status": "crashed",
-                "returncode": done.returncode,
-                "message": _last_line(done.stderr)
-                or f"the child exited with code {done.returncode} and wrote no result",
-                "warnings": [],
-            }
+    from kerasrepair.verify import run_probe
+
+    result = run_probe(
+        python_for(version),
+        archive,
+        reference=reference,
+        unsafe=not safe_mode,
+        custom_objects_module=custom_objects_module,
+        env=_child_env(custom_objects_module),
+        timeout=timeout,
+    )
+    return {"requested": version, "warnings": [], **result}

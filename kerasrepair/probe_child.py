@@ -1,14 +1,18 @@
-"""Child of ``releases.probe``: load one archive with the Keras of this interpreter.
+"""Load one archive with the Keras of whatever interpreter runs this file.
 
-    python release_probe.py --out result.json ARCHIVE [--reference REF.npz]
-        [--custom-objects MODULE] [--unsafe]
+    python probe_child.py --out result.json ARCHIVE [--reference REF.npz]
+        [--write-reference OUT.npz] [--custom-objects MODULE] [--unsafe]
 
-Standard library, numpy and keras only (any Keras 3 release). Writes one JSON object
-to ``--out``: keras, jax, python, status (ok | load_error | call_error | mismatch |
-probe_error), stage, exception, message (first line), detail (root cause when the
-first line is only a wrapper), max_abs_diff, warnings (first lines of the warnings
-raised while loading). Everything raised is caught and recorded; a child that dies
-leaves no file, which the parent reports as ``crashed``.
+Run as a script, in a child process, by `kerasrepair verify` and by the tests'
+`releases.probe` (any Keras 3 release, so: standard library, numpy and keras
+only; never imported by kerasrepair itself). Writes one JSON object to
+``--out``: keras, jax, python, status (ok | load_error | call_error | mismatch |
+probe_error), stage, exception, message (first line), detail (root cause when
+the first line is only a wrapper), max_abs_diff, variables (how many the loaded
+model has), warnings (first lines of the warnings raised while loading).
+Everything raised is caught and recorded; a child that dies leaves no file,
+which the parent reports as ``crashed``. ``--write-reference`` predicts on
+generated inputs and saves them with the outputs, to compare another archive.
 """
 
 import argparse
@@ -99,6 +103,44 @@ def compare(expected, actual):
     return worst, equal
 
 
+def generate_inputs(model, batch=3, seed=0):
+    """Inputs of the model's input structure: None dimensions become 4."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def make(tensor):
+        shape = [batch] + [4 if d is None else d for d in tensor.shape[1:]]
+        dtype = str(getattr(tensor, "dtype", "float32"))
+        if dtype == "bool":
+            return rng.random(shape) < 0.5
+        if "int" in dtype:
+            return rng.integers(0, 4, size=shape).astype(dtype)
+        return rng.normal(size=shape).astype(dtype)
+
+    structure = model.input
+    if isinstance(structure, dict):
+        return {key: make(tensor) for key, tensor in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [make(tensor) for tensor in structure]
+    return make(structure)
+
+
+def save_reference(path, x, y):
+    """x | x0, x1... | x_<key>, and the same for y, as `load_reference` reads them."""
+    import numpy as np
+
+    arrays = {}
+    for prefix, value in (("x", x), ("y", y)):
+        if isinstance(value, dict):
+            arrays.update({f"{prefix}_{key}": np.asarray(v) for key, v in value.items()})
+        elif isinstance(value, (list, tuple)):
+            arrays.update({f"{prefix}{i}": np.asarray(v) for i, v in enumerate(value)})
+        else:
+            arrays[prefix] = np.asarray(value)
+    np.savez(path, **arrays)
+
+
 def run(args):
     record = {
         "keras": None,
@@ -109,6 +151,7 @@ def run(args):
         "exception": None,
         "message": None,
         "max_abs_diff": None,
+        "variables": None,
         "warnings": [],
     }
     try:
@@ -142,6 +185,11 @@ def run(args):
                     if line not in seen:
                         seen.append(line)
                 record["warnings"] = seen[:10]
+        record["variables"] = len(model.weights)
+        if args.write_reference:
+            record["stage"] = "predict"
+            x = generate_inputs(model)
+            save_reference(args.write_reference, x, model.predict(x, verbose=0))
         if args.reference:
             record["stage"] = "predict"
             predicted = model.predict(x, verbose=0)
@@ -175,6 +223,7 @@ def main():
     parser.add_argument("archive")
     parser.add_argument("--out", required=True)
     parser.add_argument("--reference")
+    parser.add_argument("--write-reference")
     parser.add_argument("--custom-objects")
     parser.add_argument("--unsafe", action="store_true", help="load with safe_mode=False")
     args = parser.parse_args()
