@@ -157,11 +157,20 @@ def render_fix(result, show_diff: bool = False) -> None:
         lines.append(f"{_bold(change.code)} {change.location}: {change.description}")
     if show_diff and result.changes:
         lines += _config_diff(result.config_before, result.config_after)
+    errors = [f for f in result.remaining if f.severity == "error"]
     for finding in result.remaining:
-        why = "needs --unsafe-fixes" if finding.fix == "unsafe" else "not fixable here"
+        if finding.severity != "error":
+            why = "warning"
+        elif finding.fix == "unsafe":
+            why = "needs --unsafe-fixes"
+        else:
+            why = "not fixable here"
         hint = f" -> {finding.hint}" if finding.hint else ""
         lines.append(f"{_yellow(finding.code)} {finding.location}: {finding.message} ({why}){hint}")
-    fixed = f"fixed {len(result.changes)}, {len(result.remaining)} left"
+    fixed = f"fixed {len(result.changes)}, {len(errors)} left"
+    warnings = len(result.remaining) - len(errors)
+    if warnings:
+        fixed += f", {warnings} warning" + ("s" if warnings > 1 else "")
     if result.output:
         fixed += f"; wrote {result.output}"
     elif result.changes:
