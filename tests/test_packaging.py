@@ -1,0 +1,26 @@
+"""What `pip install .` installs: every module the commands import."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def test_the_wheel_holds_every_module(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("kerasrepair-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "kerasrepair").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert sources <= names, sorted(sources - names)
+    assert "kerasrepair/passes/shared_layer_order.py" in names
+    assert any(Path(n).name == "entry_points.txt" for n in names)
