@@ -93,7 +93,11 @@ def fix_in_place(path: str | os.PathLike, passes=PASSES, options: Options = DEFA
     backup = path.with_name(path.name + ".kerasrepair-backup")
     backup.unlink(missing_ok=True)
     os.link(path, backup)
-    result = fix_archive(path, path, passes, options)
+    try:
+        result = fix_archive(path, path, passes, options)
+    except BaseException:
+        backup.unlink()  # the writer replaces `path` atomically or not at all
+        raise
     with open_archive(path):  # raises if what now stands at `path` is unreadable
         pass
     backup.unlink()

@@ -101,6 +101,17 @@ def test_in_place_replaces_the_file_and_drops_the_backup(tmp_path):
         assert archive.config["config"]["layers"][1]["config"]["scale"][3] == 2.0
 
 
+def test_in_place_on_bad_input_leaves_the_file_and_no_backup(tmp_path):
+    from conftest import HOSTILE
+
+    target = tmp_path / "model.keras"
+    target.write_bytes((HOSTILE / "bad_json.keras").read_bytes())
+    result = _run("fix", target, "--in-place")
+    assert result.exit_code == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+    assert target.read_bytes() == (HOSTILE / "bad_json.keras").read_bytes()
+
+
 def test_an_output_option_is_required():
     assert _run("fix", MODELS / "numpy_rescaling.keras").exit_code == 2
     assert _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--in-place").exit_code == 2
