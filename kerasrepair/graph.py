@@ -57,6 +57,15 @@ class LayerInfo:
         return len(self.nodes)
 
     @property
+    def nodes_before_calls(self) -> int:
+        """Nodes a layer has before it is called: an Input's own, a Functional
+        model's node linking its inputs to its outputs. Its first call is the
+        node at this index."""
+        if self.class_name == "InputLayer":
+            return 1
+        return 1 if self.submodel is not None and self.submodel.kind == FUNCTIONAL else 0
+
+    @property
     def is_operation(self) -> bool:
         """A `keras.ops` function in a Functional graph, not a layer: it is not
         in `model.layers` and takes no weight-group name."""
@@ -74,6 +83,14 @@ class ModelGraph:
     layers: list[LayerInfo] = field(default_factory=list)
     inputs: list[TensorRef] = field(default_factory=list)
     outputs: list[TensorRef] = field(default_factory=list)
+
+    def functional_models(self):
+        """This model and every nested model that is Functional, depth first."""
+        if self.kind == FUNCTIONAL:
+            yield self
+        for layer in self.layers:
+            if layer.submodel is not None:
+                yield from layer.submodel.functional_models()
 
     def walk(self):
         """Every layer, nested models' layers included, depth first."""
@@ -201,33 +218,45 @@ def replace(document: Any, pointer: str, value: Any) -> None:
 
 def keras_tensor_refs(value: Any) -> list[TensorRef]:
     """Every `__keras_tensor__` in a dict-form node, in order."""
-    found = []
+    return [_ref(history) for history in _keras_histories(value)]
+
+
+def tensor_histories(node: Any) -> list[list]:
+    """The `[layer, node_index, tensor_index, ...]` lists of a call node, in
+    either form, in the order of its `CallNode.inputs`: edit them in place to
+    rewire the call."""
+    return list(_keras_histories(node) if isinstance(node, dict) else _legacy_histories(node))
+
+
+def _keras_histories(value: Any):
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             if item.get("class_name") == "__keras_tensor__":
                 history = (item.get("config") or {}).get("keras_history")
-                ref = _ref(history)
-                if ref:
-                    found.append(ref)
+                if _ref(history):
+                    yield history
                 continue
             stack.extend(reversed(list(item.values())))
         elif isinstance(item, list):
             stack.extend(reversed(item))
-    return found
 
 
 def _tensor_refs(value: Any) -> list[TensorRef]:
     """Every `[layer_name, node_index, tensor_index, ...]` in a legacy structure."""
-    ref = _ref(value)
-    if ref:
-        return [ref]
+    return [_ref(history) for history in _legacy_histories(value)]
+
+
+def _legacy_histories(value: Any):
+    if _ref(value):
+        yield value
+        return
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list):
-        return [ref for item in value for ref in _tensor_refs(item)]
-    return []
+        for item in value:
+            yield from _legacy_histories(item)
 
 
 def _ref(value: Any) -> TensorRef | None:

@@ -46,11 +46,6 @@ def select_passes(only: list[str] | None = None, skip: list[str] | None = None) 
     return [p for p in PASSES if p in chosen and p.CODE not in skipped]
 
 
-def detect_all(archive: Archive, passes=PASSES, options: Options = DEFAULTS) -> list[Finding]:
-    ctx = Context(archive, archive.config, options)
-    return [finding for p in passes for finding in p.detect(ctx)]
-
-
 def repair(archive: Archive, passes=PASSES, options: Options = DEFAULTS) -> Edit:
     """Run each pass's fix in order; each sees what the previous ones left."""
     edit = Edit.of(archive)

@@ -17,12 +17,11 @@ otherwise report the finding without a fix.
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 from .. import graph
 from ..context import Context, Edit
 from ..findings import SAFE, Change, Finding
-from ..graph import FUNCTIONAL, LayerInfo, ModelGraph
+from ..graph import LayerInfo, ModelGraph
 
 CODE = "KR302"
 NAME = "lost-node-indices"
@@ -54,7 +53,7 @@ _MAX_WIRINGS = 4096
 def detect(ctx: Context) -> list[Finding]:
     saved_by_3_2 = (ctx.archive.keras_version or "").startswith("3.2.")
     findings = []
-    for model in _functional_models(ctx.graph):
+    for model in ctx.graph.functional_models():
         for layer, unread in _unread_calls(model):
             wiring = _unique_wiring(model, layer) if saved_by_3_2 else None
             calls = ", ".join(str(index) for index in sorted(unread))
@@ -88,7 +87,7 @@ def apply(ctx: Context, edit: Edit) -> list[Change]:
             if index == 0:
                 continue
             node = graph.resolve(edit.config, pointer)
-            _histories(node)[position][1] = index
+            graph.tensor_histories(node)[position][1] = index
             changes.append(
                 Change(
                     CODE,
@@ -100,29 +99,16 @@ def apply(ctx: Context, edit: Edit) -> list[Change]:
     return changes
 
 
-def _functional_models(model: ModelGraph):
-    if model.kind == FUNCTIONAL:
-        yield model
-    for layer in model.layers:
-        if layer.submodel is not None:
-            yield from _functional_models(layer.submodel)
-
-
 def _find_layer(model: ModelGraph, pointer: str) -> tuple[ModelGraph, LayerInfo]:
-    for candidate in _functional_models(model):
+    for candidate in model.functional_models():
         for layer in candidate.layers:
             if layer.pointer == pointer:
                 return candidate, layer
     raise KeyError(pointer)
 
 
-def _first_call(layer: LayerInfo) -> int:
-    """Index of a layer's first call: a Functional model's node 0 is its own."""
-    return 1 if layer.submodel is not None and layer.submodel.kind == FUNCTIONAL else 0
-
-
 def _calls(layer: LayerInfo) -> range:
-    start = _first_call(layer)
+    start = layer.nodes_before_calls
     return range(start, start + layer.calls)
 
 
@@ -174,7 +160,7 @@ def _acyclic(model: ModelGraph, wiring: dict[tuple[str, int], int]) -> bool:
     depends: dict[tuple[str, int], set[tuple[str, int]]] = {}
     for layer in model.layers:
         for offset, node in enumerate(layer.nodes):
-            call = (layer.name, _first_call(layer) + offset)
+            call = (layer.name, layer.nodes_before_calls + offset)
             inputs = {
                 (ref.layer, wiring.get((node.pointer, position), ref.node_index))
                 for position, ref in enumerate(node.inputs)
@@ -196,24 +182,3 @@ def _acyclic(model: ModelGraph, wiring: dict[tuple[str, int], int]) -> bool:
         return True
 
     return all(visit(call) for call in depends)
-
-
-def _histories(node: Any) -> list[list]:
-    """The `keras_history` lists of a call, in `graph.keras_tensor_refs` order
-    (for a legacy list-form call, its `[layer, node, tensor, kwargs]` entries)."""
-    if isinstance(node, list):
-        return [entry for entry in node if isinstance(entry, list)]
-    found = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "__keras_tensor__":
-                history = (item.get("config") or {}).get("keras_history")
-                if isinstance(history, list) and len(history) >= 3:
-                    found.append(history)
-                continue
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-    return found

@@ -16,7 +16,7 @@ from typing import Any
 from .. import graph
 from ..context import Context, Edit
 from ..findings import SAFE, Change, Finding
-from ..graph import FUNCTIONAL, CallNode, LayerInfo, ModelGraph
+from ..graph import CallNode, LayerInfo, ModelGraph
 
 CODE = "KR301"
 NAME = "shared-layer-call-order"
@@ -52,7 +52,7 @@ build it so that each layer object is called once.
 
 def detect(ctx: Context) -> list[Finding]:
     findings = []
-    for model in _functional_models(ctx.graph):
+    for model in ctx.graph.functional_models():
         for layer, node, waits_for in _met_too_early(model):
             convertible = _legacy_form(graph.resolve(ctx.config, node.pointer)) is not None
             findings.append(
@@ -95,18 +95,10 @@ def apply(ctx: Context, edit: Edit) -> list[Change]:
     return changes
 
 
-def _functional_models(model: ModelGraph):
-    if model.kind == FUNCTIONAL:
-        yield model
-    for layer in model.layers:
-        if layer.submodel is not None:
-            yield from _functional_models(layer.submodel)
-
-
 def _met_too_early(model: ModelGraph):
     """Replay `functional_from_config` of Keras 3.0-3.6; yield every dict-form
     call it meets before its inputs exist, with the input it lacks."""
-    made = {layer.name: _initial_calls(layer) for layer in model.layers}
+    made = {layer.name: layer.nodes_before_calls for layer in model.layers}
     waiting = {layer.name: list(layer.nodes) for layer in model.layers if layer.nodes}
     by_name = {layer.name: layer for layer in model.layers}
     rewritten: set[str] = set()
@@ -133,16 +125,6 @@ def _met_too_early(model: ModelGraph):
                 del waiting[name]
         if not progress:
             return  # a cycle: Keras itself would never finish
-
-
-def _initial_calls(layer: LayerInfo) -> int:
-    """Nodes a layer has before any call: an Input's own, a Functional model's
-    node linking its inputs to its outputs."""
-    if layer.class_name == "InputLayer":
-        return 1
-    if layer.submodel is not None and layer.submodel.kind == FUNCTIONAL:
-        return 1
-    return 0
 
 
 def _call_number(layer: LayerInfo, node: CallNode) -> int:
