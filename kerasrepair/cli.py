@@ -84,6 +84,14 @@ def fix(
     unsafe_fixes: Annotated[
         bool, typer.Option("--unsafe-fixes", help="Also apply fixes that change behaviour.")
     ] = False,
+    define: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--define",
+            help="NAME=VALUE: a value for a global a Lambda reads (a Python literal, "
+            "or module:NAME); repeatable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Repair an archive: every pass that applies, then a verified re-zip."""
@@ -96,7 +104,7 @@ def fix(
         passes = select_passes(_codes(only), _codes(skip))
     except KeyError as e:
         _usage(f"unknown pass code {e}; `kerasrepair rules` lists them")
-    options = Options(unsafe_fixes=unsafe_fixes)
+    options = Options(unsafe_fixes=unsafe_fixes, defines=_defines(define or []))
     if in_place:
         result = _or_exit(fix_in_place, path, passes, options)
     else:
@@ -167,6 +175,33 @@ def rules() -> None:
         typer.echo(f"{module.CODE}  {module.NAME:<24} {module.FIX or '-':<7} {module.SUMMARY}")
 
 
+def _defines(items: list[str]) -> dict[str, str]:
+    """--define NAME=VALUE options, checked here so that a typo is a usage error."""
+    import ast
+
+    defines = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name.isidentifier():
+            _usage(f"--define {item!r}: expected NAME=VALUE, e.g. --define CONV_WIDTH=3")
+        if value.startswith("module:"):
+            module = value.removeprefix("module:")
+            if not all(part.isidentifier() for part in module.split(".")):
+                _usage(f"--define {item!r}: {module!r} is not a module name")
+        else:
+            try:
+                ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                _usage(
+                    f"--define {item!r}: {value!r} is not a Python literal (a number, a "
+                    "quoted string, a tuple, list or dict of those, None, True, False) "
+                    "nor module:NAME"
+                )
+        defines[name] = value
+    return defines
+
+
 def _codes(value: str | None) -> list[str] | None:
     return [code.strip() for code in value.split(",") if code.strip()] if value else None
 
@@ -186,6 +221,7 @@ def _or_exit(function, *args: Any) -> Any:
     except WriteError as e:
         typer.echo(f"kerasrepair: error: nothing was written: {e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
+
     except OSError as e:
         typer.echo(f"kerasrepair: error: {e.filename or ''}: {e.strerror or e}", err=True)
         raise typer.Exit(EXIT_UNREADABLE) from None

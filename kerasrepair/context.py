@@ -16,6 +16,8 @@ from .graph import ModelGraph
 @dataclass(frozen=True)
 class Options:
     unsafe_fixes: bool = False
+    # --define NAME=VALUE: values for the globals a Lambda's code reads (KR501)
+    defines: dict[str, str] = field(default_factory=dict)
 
 
 DEFAULTS = Options()

@@ -15,10 +15,22 @@ A pass module has:
 A pass is idempotent: on its own output, `detect` finds nothing it can fix.
 """
 
-from . import lost_node_indices, numpy_arguments, shared_layer_order, unbuildable_subclassed
+from . import (
+    lambda_globals,
+    lost_node_indices,
+    numpy_arguments,
+    shared_layer_order,
+    unbuildable_subclassed,
+)
 
 # Indices first: the call-order replay needs the wiring the model was built with.
-PASSES = (lost_node_indices, shared_layer_order, numpy_arguments, unbuildable_subclassed)
+PASSES = (
+    lost_node_indices,
+    shared_layer_order,
+    numpy_arguments,
+    lambda_globals,
+    unbuildable_subclassed,
+)
 
 
 def by_code(code: str):

@@ -1,0 +1,204 @@
+"""KR501: a Lambda whose code reads a module-level name the archive does not save.
+
+`Lambda(lambda x: x[:, -CONV_WIDTH:, :])` is saved as marshaled bytecode; its
+globals are not saved, and the loader gives the code only builtins and the
+globals of `keras/src/utils/python_utils.py`. The names the code reads are found
+by parsing the marshal data (`bytecode.py`), never by loading it. With
+`--define NAME=VALUE` the code is patched in a child process of the Python
+version that wrote it (`lambda_child.py`): each read of NAME loads VALUE instead.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import bytecode, graph
+from ..context import Context, Edit
+from ..errors import ArchiveError
+from ..findings import SAFE, WARNING, Change, Finding
+
+CODE = "KR501"
+NAME = "lambda-missing-global"
+SUMMARY = "A Lambda reads a module-level name that is not saved: it fails in every Keras 3"
+FIX = SAFE
+EXPLANATION = """\
+A Lambda layer's function is saved as Python bytecode (marshal, base64) in
+config.json. The values of the module-level names it reads are not saved:
+
+    CONV_WIDTH = 3
+    keras.layers.Lambda(lambda x: x[:, -CONV_WIDTH:, :])
+
+When Keras loads the model (with safe_mode=False, as Lambda layers require),
+the code runs with only the builtins and a few names of Keras's own module, so
+every Keras 3 release fails:
+
+    3.5 and newer:  NameError: name 'CONV_WIDTH' is not defined  (first call)
+    3.0 to 3.4:     a misleading error from Sequential while it builds the
+                    model ("...has already been configured to use input shape")
+
+The same happens for modules the code uses (`np`, `tf`, `ops`).
+
+kerasrepair reads the bytecode without running it and lists the names it reads
+that the loader will not provide. Repair (safe; config only) by giving each
+name the value it had when the model was saved:
+
+    kerasrepair fix model.keras -o fixed.keras --define CONV_WIDTH=3
+    kerasrepair fix model.keras -o fixed.keras --define np=module:numpy
+
+A VALUE is a Python literal (number, string, tuple, list, dict, None, True,
+False) or `module:NAME` for a module (`module:keras.ops`). The code is patched
+so that each read of the name loads that constant (or imports the module);
+nothing else in it changes, and it still runs only in the Python version that
+wrote it. Marshaled code is unmarshalled only in a child process of that same
+Python version (3.10 bytes crash 3.11's loader, 3.12 bytes can segfault it),
+after the version has been read from the bytes' layout.
+
+Better still, replace the Lambda with a layer class of your own, or pass the
+value through `Lambda(..., arguments={"width": 3})`.
+"""
+
+CHILD = Path(__file__).resolve().parent.parent / "lambda_child.py"
+RUNNING_PYTHON = "{}.{}".format(*sys.version_info[:2])
+
+
+def detect(ctx: Context) -> list[Finding]:
+    findings = []
+    defines = ctx.options.defines
+    for layer in ctx.graph.walk():
+        for pointer, function in _lambdas(layer.config, f"{layer.pointer}/config"):
+            try:
+                code = bytecode.read_lambda(str(function["config"].get("code", "")))
+            except bytecode.MarshalError as e:
+                findings.append(_unreadable(layer, pointer, str(e)))
+                continue
+            if code.python not in bytecode.OPCODES:
+                findings.append(_unreadable(layer, pointer, f"Python {code.python}"))
+                continue
+            if not code.missing:
+                continue
+            names = ", ".join(code.missing)
+            undefined = [name for name in code.missing if name not in defines]
+            if undefined:
+                fix, hint = (
+                    None,
+                    (
+                        "give each name the value it had when the model was saved: "
+                        + " ".join(f"--define {name}=VALUE" for name in undefined)
+                        + " (`kerasrepair explain KR501`)"
+                    ),
+                )
+            elif RUNNING_PYTHON not in code.python.split("/"):
+                fix, hint = (
+                    None,
+                    (
+                        f"this code was written by Python {code.python}; run kerasrepair "
+                        f"under Python {code.python.split('/')[-1]} to patch it"
+                    ),
+                )
+            else:
+                fix, hint = SAFE, ""
+            findings.append(
+                Finding(
+                    code=CODE,
+                    message=(
+                        f"{layer.class_name} '{layer.name}' reads the global name(s) {names}, "
+                        "which the archive does not save: every Keras 3 release fails to run "
+                        f"it (NameError: name '{code.missing[0]}' is not defined)"
+                    ),
+                    location=pointer,
+                    layer=layer.name,
+                    fix=fix,
+                    hint=hint,
+                )
+            )
+    return findings
+
+
+def apply(ctx: Context, edit: Edit) -> list[Change]:
+    changes = []
+    for finding in detect(ctx):
+        if finding.fix != SAFE:
+            continue
+        function = graph.resolve(edit.config, finding.location)
+        code = bytecode.read_lambda(function["config"]["code"])
+        defines = {name: ctx.options.defines[name] for name in code.missing}
+        try:
+            patched = patch_code(function["config"]["code"], code.python, defines)
+        except LambdaPatchError as e:
+            raise ArchiveError(
+                f"{ctx.archive.path}:config.json {finding.location}",
+                f"the Lambda's code could not be patched: {e}",
+                "check the --define values, or replace the Lambda in your code",
+            ) from None
+        function["config"]["code"] = patched
+        given = ", ".join(f"{name} now loads {value}" for name, value in defines.items())
+        changes.append(
+            Change(
+                CODE,
+                f"{finding.location}/config/code",
+                f"patched the Lambda's Python {code.python} bytecode: each read of {given}",
+            )
+        )
+    edit.changes.extend(changes)
+    return changes
+
+
+def patch_code(code_base64: str, python: str, defines: dict[str, str]) -> str:
+    """The code with each read of a defined name replaced, patched by a child
+    process (isolated, no site) of this Python, which must be `python`."""
+    request = json.dumps({"code": code_base64, "python": python, "defines": defines})
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(CHILD)],
+        input=request,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise LambdaPatchError(
+            f"the Lambda code patcher died (exit {done.returncode}): "
+            f"{done.stderr.strip().splitlines()[-1:] or 'no message'}"
+        )
+    answer = json.loads(done.stdout)
+    if "error" in answer:
+        raise LambdaPatchError(answer["error"])
+    return answer["code"]
+
+
+class LambdaPatchError(ValueError):
+    """The child could not patch the code (bad --define value, no room, crash)."""
+
+
+def _lambdas(value: Any, pointer: str):
+    """(pointer, object) of each serialized Python lambda in a layer's config
+    (its `function`, and an `output_shape` or `mask` given as a lambda)."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__lambda__" and isinstance(value.get("config"), dict):
+            yield pointer, value
+            return
+        for key, item in value.items():
+            if key not in ("layers", "build_config"):
+                yield from _lambdas(item, f"{pointer}/{_escape(key)}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _lambdas(item, f"{pointer}/{index}")
+
+
+def _escape(key: str) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _unreadable(layer, pointer: str, why: str) -> Finding:
+    return Finding(
+        code=CODE,
+        message=f"{layer.class_name} '{layer.name}': its saved code cannot be read ({why}), "
+        "so the names it needs are unknown",
+        location=pointer,
+        severity=WARNING,
+        layer=layer.name,
+        hint="load it in the Python version that saved the model",
+    )
