@@ -205,8 +205,14 @@ class EntryFile(io.RawIOBase):
         super().close()
 
 
-def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archive:
-    """Open and validate a `.keras` archive; raise `ArchiveError` if unsafe."""
+def open_archive(
+    path: str | os.PathLike, limits: Limits | None = None, known_config: bytes | None = None
+) -> Archive:
+    """Open and validate a `.keras` archive; raise `ArchiveError` if unsafe.
+
+    `known_config`: config.json must hold exactly these bytes, already parsed
+    by the caller (the writer's check of what it wrote); they are not parsed again.
+    """
     limits = limits or Limits()
     path = Path(path)
     head = _read_head(path)
@@ -220,7 +226,10 @@ def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archi
     try:
         entries = _check_entries(path, zf, limits)
         archive = Archive(path, zf, entries)
-        _load_config(archive, limits)
+        if known_config is None:
+            _load_config(archive, limits)
+        else:
+            _check_known_config(archive, known_config, limits)
         _load_metadata(archive, limits)
     except BaseException:
         zf.close()
@@ -462,6 +471,12 @@ def _load_config(archive: Archive, limits: Limits) -> None:
             "config.json must be a serialized Keras model ({'class_name': ..., 'config': ...})",
         )
     archive.config = config
+
+
+def _check_known_config(archive: Archive, known: bytes, limits: Limits) -> None:
+    if archive.entry(CONFIG) is None or archive.read(CONFIG, limits.max_json_size) != known:
+        raise ArchiveError(f"{archive.path}:{CONFIG}", "does not hold the config.json written")
+    archive.config_bytes = known
 
 
 def _load_metadata(archive: Archive, limits: Limits) -> None:

@@ -46,14 +46,19 @@ def select_passes(only: list[str] | None = None, skip: list[str] | None = None) 
     return [p for p in PASSES if p in chosen and p.CODE not in skipped]
 
 
-def repair(archive: Archive, passes=PASSES, options: Options = DEFAULTS) -> Edit:
-    """Run each pass's fix in order; each sees what the previous ones left."""
+def repair(archive: Archive, passes=PASSES, options: Options = DEFAULTS) -> tuple[Edit, Context]:
+    """Run each pass's fix in order; each sees what the previous ones left.
+
+    Returns the edit and a context of the final config. A context (and the
+    graph it builds) is made anew only after a pass changed the config.
+    """
     edit = Edit.of(archive)
+    ctx = Context(archive, edit.config, options)
     for p in passes:
-        ctx = Context(archive, edit.config, options)
         if any(_runs(finding, options) for finding in p.detect(ctx)):
             p.apply(ctx, edit)
-    return edit
+            ctx = Context(archive, edit.config, options)
+    return edit, ctx
 
 
 def fix_archive(
@@ -64,8 +69,7 @@ def fix_archive(
 ) -> FixResult:
     """Repair `path` into `output` (None: dry run, nothing is written)."""
     with open_archive(path) as archive:
-        edit = repair(archive, passes, options)
-        after = Context(archive, edit.config, options)
+        edit, after = repair(archive, passes, options)
         result = FixResult(
             path=str(path),
             output=None,

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from .archive import Archive, Entry, Limits, open_archive
+from .archive import CONFIG, Archive, Entry, Limits, open_archive
 from .errors import ArchiveError
 
 # Entries the writer adds (not replacing one) get this fixed date, for
@@ -62,8 +62,10 @@ def write_archive(
     temporary = Path(temporary)
     os.chmod(temporary, _new_file_mode(target))
     try:
+        # a config.json copied from the source was parsed when the source was opened
+        known_config = None if CONFIG in replacements else source.config_bytes
         expected = _write(source, temporary, replacements, set(remove), durable)
-        _verify(temporary, expected, limits)
+        _verify(temporary, expected, known_config, limits)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -165,10 +167,13 @@ def _strip_zip64(extra: bytes) -> bytes:
     return b"".join(kept)
 
 
-def _verify(path: Path, expected: list[str], limits: Limits | None) -> None:
-    """Re-open the written archive and check it entry by entry."""
+def _verify(
+    path: Path, expected: list[str], known_config: bytes | None, limits: Limits | None
+) -> None:
+    """Re-open the written archive and check it entry by entry (a config.json
+    copied unchanged must hold the source's bytes; a new one is parsed)."""
     try:
-        archive = open_archive(path, limits)
+        archive = open_archive(path, limits, known_config=known_config)
     except ArchiveError as e:
         raise WriteError(f"the new archive does not read back: {e.what}") from None
     with archive, open(path, "rb") as raw:

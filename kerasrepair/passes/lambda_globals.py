@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from .. import bytecode, graph
 from ..context import Context, Edit
@@ -69,7 +68,7 @@ def detect(ctx: Context) -> list[Finding]:
     findings = []
     defines = ctx.options.defines
     for layer in ctx.graph.walk():
-        for pointer, function in _lambdas(layer.config, f"{layer.pointer}/config"):
+        for pointer, function in _lambdas(layer):
             try:
                 code = bytecode.read_lambda(str(function["config"].get("code", "")))
             except bytecode.MarshalError as e:
@@ -173,23 +172,15 @@ class LambdaPatchError(ValueError):
     """The child could not patch the code (bad --define value, no room, crash)."""
 
 
-def _lambdas(value: Any, pointer: str):
-    """(pointer, object) of each serialized Python lambda in a layer's config
-    (its `function`, and an `output_shape` or `mask` given as a lambda)."""
-    if isinstance(value, dict):
-        if value.get("class_name") == "__lambda__" and isinstance(value.get("config"), dict):
-            yield pointer, value
-            return
-        for key, item in value.items():
-            if key not in ("layers", "build_config"):
-                yield from _lambdas(item, f"{pointer}/{_escape(key)}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _lambdas(item, f"{pointer}/{index}")
-
-
-def _escape(key: str) -> str:
-    return str(key).replace("~", "~0").replace("/", "~1")
+def _lambdas(layer):
+    """(pointer, object) of each serialized Python lambda of a layer: a Lambda's
+    `function`, and an `output_shape` or `mask` given as a lambda (the only
+    places Keras writes `__lambda__`)."""
+    for key in ("function", "output_shape", "mask"):
+        value = layer.config.get(key)
+        is_lambda = isinstance(value, dict) and value.get("class_name") == "__lambda__"
+        if is_lambda and isinstance(value.get("config"), dict):
+            yield f"{layer.pointer}/config/{key}", value
 
 
 def _unreadable(layer, pointer: str, why: str) -> Finding:
