@@ -149,14 +149,7 @@ def _layer_warnings(model: ModelGraph) -> list[dict[str, str]]:
         )
     for layer in model.walk():
         if layer.class_name == "Lambda":
-            warnings.append(
-                _warning(
-                    "lambda_layer",
-                    layer.pointer,
-                    f"Lambda layer '{layer.name}' holds serialized Python code: it loads "
-                    "only with safe_mode=False, in the Python version that saved it",
-                )
-            )
+            warnings.append(_warning("lambda_layer", layer.pointer, _lambda_message(layer)))
         if not _is_keras_module(layer.module):
             warnings.append(
                 _warning(
@@ -169,6 +162,32 @@ def _layer_warnings(model: ModelGraph) -> list[dict[str, str]]:
                 )
             )
     return warnings
+
+
+# Names whose use in saved code deserves a second look before loading it.
+RISKY_NAMES = frozenset(
+    {"exec", "eval", "compile", "__import__", "open", "os", "getattr", "globals", "breakpoint"}
+)
+
+
+def _lambda_message(layer: LayerInfo) -> str:
+    """What the Lambda's saved code is, read from its bytes (never loaded)."""
+    message = f"Lambda layer '{layer.name}' holds serialized Python code"
+    function = layer.config.get("function")
+    if isinstance(function, dict) and function.get("class_name") == "__lambda__":
+        from . import bytecode
+
+        try:
+            code = bytecode.read_lambda(str((function.get("config") or {}).get("code", "")))
+        except bytecode.MarshalError as e:
+            return f"{message} that cannot be read ({e})"
+        message = f"{message} (Python {code.python}, {code.filename}:{code.first_line})"
+        if code.missing:
+            message += f"; it reads globals the archive does not save: {', '.join(code.missing)}"
+        risky = sorted(RISKY_NAMES.intersection(code.globals_read))
+        if risky:
+            message += f"; it calls {', '.join(risky)}: load it only if you trust its source"
+    return f"{message}. It loads only with safe_mode=False, in the Python version that saved it"
 
 
 def _described_twice(model: ModelGraph, weights: WeightsTree) -> list[dict[str, str]]:

@@ -2,6 +2,7 @@
 it reads from the weights file equal Keras's own `count_params()`."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -119,6 +120,24 @@ def test_lambda_and_custom_layers_are_warned_about(keras, saved):
     assert ("lambda_layer", "/config/layers/2") in kinds
     assert ("custom_object", "/config/layers/1") in kinds
     assert layers["plus_one"]["class_name"] == "Lambda"
+
+
+def test_lambda_code_is_described_from_its_bytes(keras, saved):
+    """The Python version, the globals it needs and risky calls, read without
+    loading the code (it would run `eval` when called)."""
+    inputs = keras.Input((3,))
+    risky = keras.layers.Lambda(
+        lambda x: x * eval("1") + OFFSET,  # noqa: F821  (never defined: never called)
+        output_shape=(3,),
+        name="risky",
+    )
+    out = risky(inputs)
+    report = inspect_archive(saved(keras.Model(inputs, out), "lambda_risky"))
+    [warning] = [w for w in report["warnings"] if w["kind"] == "lambda_layer"]
+    python = "{}.{}".format(*sys.version_info[:2])
+    assert f"(Python {python}, " in warning["message"]
+    assert "globals the archive does not save: OFFSET" in warning["message"]
+    assert "it calls eval: load it only if you trust its source" in warning["message"]
 
 
 def test_report_is_json_serialisable_with_stable_keys(keras, saved):
