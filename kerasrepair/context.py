@@ -11,6 +11,7 @@ from . import graph
 from .archive import Archive
 from .findings import Change
 from .graph import ModelGraph
+from .weights_edit import GroupOp
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,13 @@ DEFAULTS = Options()
 
 @dataclass
 class Edit:
-    """The repaired config.json, built up pass by pass; no file is touched."""
+    """The repaired config.json, built up pass by pass, and the operations on
+    the weight groups of model.weights.h5, applied in order by the writer's
+    caller (`weights_edit.edited_weights`); no file is touched."""
 
     config: dict[str, Any]
     changes: list[Change] = field(default_factory=list)
+    weight_ops: list[GroupOp] = field(default_factory=list)
 
     @classmethod
     def of(cls, archive: Archive) -> Edit:

@@ -200,6 +200,69 @@ def _chain_sequential(model: ModelGraph) -> None:
     model.outputs = [previous] if previous else []
 
 
+def keras_layer_order(model: ModelGraph) -> list[str]:
+    """The order of `model.layers` that Keras gives a Functional model it
+    builds: `map_graph` in keras/src/ops/function.py (the same in every Keras
+    3 release). Layers go by depth, deepest (nearest the inputs) first, ties in
+    the order a depth-first walk from the outputs first meets them. Keras saves
+    config.json and names the weight groups in this order, so in an archive it
+    saved the config lists the layers in it; a repair that changes the wiring
+    can change it. Layers no output depends on come last, in config order.
+    (Keras visits tensors in keyword arguments sorted by key; here they are
+    visited in saved order.)
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+
+    def parents(node: tuple[str, int]) -> list[tuple[str, int]]:
+        layer = by_name.get(node[0])
+        call = node[1] - layer.nodes_before_calls if layer else -1
+        if layer is None or not 0 <= call < len(layer.nodes):
+            return []  # an Input's own node, or a reference nothing in the config makes
+        return [(ref.layer, ref.node_index) for ref in layer.nodes[call].inputs]
+
+    # `_build_map`: the nodes in post-order of a walk from each output, and
+    # where each layer was first met
+    ordered: list[tuple[str, int]] = []
+    first_met: dict[str, int] = {}
+    finished: set[tuple[str, int]] = set()
+    for output in model.outputs:
+        start = (output.layer, output.node_index)
+        if start in finished:
+            continue
+        first_met.setdefault(start[0], len(first_met))
+        stack = [(start, iter(parents(start)))]
+        on_stack = {start}
+        while stack:
+            node, pending = stack[-1]
+            parent = next(pending, None)
+            if parent is None:
+                stack.pop()
+                on_stack.discard(node)
+                finished.add(node)
+                ordered.append(node)
+            elif parent not in finished and parent not in on_stack:  # Keras rejects cycles
+                first_met.setdefault(parent[0], len(first_met))
+                stack.append((parent, iter(parents(parent))))
+                on_stack.add(parent)
+
+    # depths, from the outputs back: a shared layer takes its deepest call's
+    node_depth: dict[tuple[str, int], int] = {}
+    layer_depth: dict[str, int] = {}
+    for node in reversed(ordered):
+        depth = max(node_depth.setdefault(node, 0), layer_depth.get(node[0], 0))
+        layer_depth[node[0]] = node_depth[node] = depth
+        for parent in parents(node):
+            node_depth[parent] = max(depth + 1, node_depth.get(parent, 0))
+    for ref in model.inputs:  # inputs no output depends on
+        if ref.layer not in layer_depth:
+            layer_depth[ref.layer] = 0
+            first_met[ref.layer] = -1
+
+    reached = sorted(layer_depth, key=lambda name: (-layer_depth[name], first_met[name]))
+    reached = [name for name in reached if name in by_name]
+    return reached + [layer.name for layer in model.layers if layer.name not in layer_depth]
+
+
 def resolve(document: Any, pointer: str) -> Any:
     """The value at a JSON pointer (RFC 6901) such as `/config/layers/3`."""
     for token in pointer.split("/")[1:]:

@@ -51,7 +51,7 @@ def describe(archive: Archive) -> dict[str, Any]:
     }
     warnings.extend(_warning("archive", "", problem) for problem in archive.problems)
     warnings.extend(_layer_warnings(model))
-    warnings.extend(_described_twice(model, weights))
+    warnings.extend(_described_twice(archive.config, model, weights))
     warnings.extend(_weights_warnings(model, weights))
     return report
 
@@ -190,31 +190,18 @@ def _lambda_message(layer: LayerInfo) -> str:
     return f"{message}. It loads only with safe_mode=False, in the Python version that saved it"
 
 
-def _described_twice(model: ModelGraph, weights: WeightsTree) -> list[dict[str, str]]:
-    """One layer object serialized at two levels (the outer model's outputs use
-    a nested model's inner tensors): the loader builds two layers, and the copy
-    whose weight group is empty gets no weights."""
-    copies: dict[tuple[str, str], list[LayerInfo]] = {}
-    for layer in model.walk():
-        if layer.weights_path and layer.submodel is None:
-            copies.setdefault((layer.name, layer.class_name), []).append(layer)
-    warnings = []
-    for (name, _), found in copies.items():
-        empty = [layer for layer in found if not weights.params_under(layer.weights_path)]
-        stored = [layer for layer in found if weights.params_under(layer.weights_path)]
-        if len(found) < 2 or not empty or not stored:
-            continue
-        warnings.append(
-            _warning(
-                "described_twice",
-                empty[0].pointer,
-                f"layer '{name}' is described {len(found)} times in config.json "
-                f"({', '.join(layer.pointer for layer in found)}); its weights are stored "
-                f"once, at '{stored[0].weights_path}', so the loader finds none at "
-                f"'{empty[0].weights_path}'",
-            )
-        )
-    return warnings
+def _described_twice(
+    config: dict[str, Any], model: ModelGraph, weights: WeightsTree
+) -> list[dict[str, str]]:
+    """One layer object described at two levels (KR303, the VAE case): the
+    loader builds two layers, and the copy whose weight group is empty gets
+    no weights."""
+    from .passes import described_twice
+
+    return [
+        _warning("described_twice", found.empty[0].pointer, described_twice.message(found, weights))
+        for found in described_twice.described_twice(config, model, lambda: weights)
+    ]
 
 
 def _weights_warnings(model: ModelGraph, weights: WeightsTree) -> list[dict[str, str]]:

@@ -9,7 +9,9 @@ only; never imported by kerasrepair itself). Writes one JSON object to
 ``--out``: keras, jax, python, status (ok | load_error | call_error | mismatch |
 probe_error), stage, exception, message (first line), detail (root cause when
 the first line is only a wrapper), max_abs_diff, variables (how many the loaded
-model has), warnings (first lines of the warnings raised while loading).
+model has), optimizer_variables (how many its optimizer has, or null: the
+archive's optimizer state is restored only when this equals the number it
+stores), warnings (first lines of the warnings raised while loading).
 Everything raised is caught and recorded; a child that dies leaves no file,
 which the parent reports as ``crashed``. ``--write-reference`` predicts on
 generated inputs and saves them with the outputs, to compare another archive.
@@ -152,6 +154,7 @@ def run(args):
         "message": None,
         "max_abs_diff": None,
         "variables": None,
+        "optimizer_variables": None,
         "warnings": [],
     }
     try:
@@ -186,6 +189,9 @@ def run(args):
                         seen.append(line)
                 record["warnings"] = seen[:10]
         record["variables"] = len(model.weights)
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None:
+            record["optimizer_variables"] = len(optimizer.variables)
         if args.write_reference:
             record["stage"] = "predict"
             x = generate_inputs(model)

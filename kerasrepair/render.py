@@ -157,6 +157,8 @@ def render_fix(result, show_diff: bool = False) -> None:
         lines.append(f"{_bold(change.code)} {change.location}: {change.description}")
     if show_diff and result.changes:
         lines += _config_diff(result.config_before, result.config_after)
+    if show_diff and result.weights_after is not None:
+        lines += _weights_diff(result.weights_before, result.weights_after)
     errors = [f for f in result.remaining if f.severity == "error"]
     for finding in result.remaining:
         if finding.severity != "error":
@@ -189,6 +191,22 @@ def _config_diff(before: str, after: str) -> list[str]:
     return list(
         difflib.unified_diff(
             pretty(before), pretty(after), "a/config.json", "b/config.json", lineterm=""
+        )
+    )
+
+
+def _weights_diff(before, after) -> list[str]:
+    """A unified diff of the weights trees: `vars` groups and variables with
+    their shapes (`WeightsTree.listing`)."""
+    import difflib
+
+    return list(
+        difflib.unified_diff(
+            before.listing(),
+            after.listing(),
+            "a/model.weights.h5",
+            "b/model.weights.h5",
+            lineterm="",
         )
     )
 

@@ -2,23 +2,29 @@
 
     archive ─► each pass: detect, then apply into the Edit ─► writer
 
-Only config.json is rewritten (with Keras's own JSON layout); every other
-entry is copied byte for byte, and an archive nothing was fixed in is copied
-whole, byte-identical.
+config.json is rewritten (with Keras's own JSON layout) when a pass changed
+it, and model.weights.h5 only when a pass recorded weight-group operations
+(applied to a scratch copy); every other entry is copied byte for byte, and an
+archive nothing was fixed in is copied whole, byte-identical.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .archive import CONFIG, Archive, open_archive
+from .archive import CONFIG, WEIGHTS_H5, Archive, open_archive
 from .context import DEFAULTS, Context, Edit, Options
 from .findings import SAFE, UNSAFE, Change, Finding
 from .passes import PASSES, by_code
 from .writer import write_archive
+
+if TYPE_CHECKING:
+    from .weights import WeightsTree  # h5py is imported only when weights are edited
 
 
 @dataclass
@@ -29,6 +35,9 @@ class FixResult:
     remaining: list[Finding] = field(default_factory=list)
     config_before: str = ""
     config_after: str = ""
+    # the weights trees before and after, when a pass edited the weights
+    weights_before: WeightsTree | None = None
+    weights_after: WeightsTree | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -78,10 +87,20 @@ def fix_archive(
             config_before=archive.config_bytes.decode("utf-8"),
             config_after=config_json(edit.config) if edit.changes else "",
         )
-        if output is not None:
-            replacements = {CONFIG: result.config_after.encode()} if edit.changes else {}
-            write_archive(archive, output, replacements)
-            result.output = str(output)
+        replacements = {CONFIG: result.config_after.encode()} if edit.changes else {}
+        with contextlib.ExitStack() as scratch:
+            if edit.weight_ops:
+                from .weights import read_weights_file
+                from .weights_edit import edited_weights
+
+                directory = Path(output).parent if output is not None else None
+                weights = scratch.enter_context(edited_weights(archive, edit.weight_ops, directory))
+                replacements[WEIGHTS_H5] = weights
+                result.weights_before = archive.weights()
+                result.weights_after = read_weights_file(weights)
+            if output is not None:
+                write_archive(archive, output, replacements)
+                result.output = str(output)
     return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -67,6 +68,13 @@ class WeightsTree:
     def optimizer_variables(self) -> list[Variable]:
         return [v for v in self.variables if v.path.startswith(OPTIMIZER)]
 
+    def listing(self) -> list[str]:
+        """One line per `vars` group (`path/`) and per variable (`path shape
+        dtype`), in natural order: what `fix --diff` compares."""
+        lines = [(path, f"{path}/") for path in self.var_groups]
+        lines += [(v.path, f"{v.path} {v.shape} {v.dtype}") for v in self.variables]
+        return [line for _, line in sorted(lines, key=lambda item: _natural_key(item[0]))]
+
     def params_under(self, group: str) -> int:
         """Number of weight values stored under a group path, e.g. `layers/dense`."""
         if self._params_by_group is None:
@@ -106,6 +114,16 @@ def _read_h5(archive: Archive, entry: Entry) -> WeightsTree:
         with h5:
             _walk(h5, tree)
             _read_iterations(h5, tree)
+    tree.variables.sort(key=lambda v: _natural_key(v.path))
+    return tree
+
+
+def read_weights_file(path: str | os.PathLike) -> WeightsTree:
+    """The tree of a `model.weights.h5` file on disk, e.g. an edited scratch copy."""
+    tree = WeightsTree(format="h5", entry=WEIGHTS_H5)
+    with h5py.File(path, "r") as h5:
+        _walk(h5, tree)
+        _read_iterations(h5, tree)
     tree.variables.sort(key=lambda v: _natural_key(v.path))
     return tree
 

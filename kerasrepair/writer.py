@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import mmap
 import os
+import shutil
 import struct
 import tempfile
 import zipfile
@@ -37,15 +38,16 @@ class WriteError(Exception):
 def write_archive(
     source: Archive,
     target: str | os.PathLike,
-    replacements: Mapping[str, bytes] | None = None,
+    replacements: Mapping[str, bytes | os.PathLike] | None = None,
     remove: Collection[str] = (),
     limits: Limits | None = None,
 ) -> Path:
     """Write `source` to `target` with some entries replaced, added or removed.
 
-    `replacements` maps entry names to new contents: an existing entry keeps
-    its place, date and compression; a new one is appended (in name order,
-    stored). Returns the target path once the new archive is checked.
+    `replacements` maps entry names to new contents, bytes or the path of a
+    file to stream in (e.g. an edited `model.weights.h5`): an existing entry
+    keeps its place, date and compression; a new one is appended (in name
+    order, stored). Returns the target path once the new archive is checked.
     """
     replacements = dict(replacements or {})
     target = Path(target)
@@ -78,7 +80,7 @@ def write_archive(
 def _write(
     source: Archive,
     temporary: Path,
-    replacements: dict[str, bytes],
+    replacements: dict[str, bytes | os.PathLike],
     remove: set[str],
     durable: bool,
 ) -> list[str]:
@@ -93,8 +95,7 @@ def _write(
             if entry.name in remove:
                 continue
             if entry.name in replacements:
-                info = _fresh_info(entry.info)
-                zout.writestr(info, replacements.pop(entry.name))
+                _write_entry(zout, _fresh_info(entry.info), replacements.pop(entry.name))
             else:
                 _copy_raw(src, out, entry, zout)
             written.append(entry.name)
@@ -102,13 +103,24 @@ def _write(
             info = zipfile.ZipInfo(name, FIXED_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
-            zout.writestr(info, replacements[name])
+            _write_entry(zout, info, replacements[name])
             written.append(name)
         zout.comment = source.comment
         zout.close()  # writes the central directory
         if durable:
             os.fsync(out.fileno())
     return written
+
+
+def _write_entry(zout: zipfile.ZipFile, info: zipfile.ZipInfo, content) -> None:
+    """New contents for an entry: bytes, or a file streamed in by chunks."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        zout.writestr(info, content)
+        return
+    with open(content, "rb") as data:
+        info.file_size = os.fstat(data.fileno()).st_size  # decides on ZIP64 up front
+        with zout.open(info, "w") as out:
+            shutil.copyfileobj(data, out, 1 << 20)
 
 
 def _fresh_info(original: zipfile.ZipInfo) -> zipfile.ZipInfo:

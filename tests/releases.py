@@ -205,6 +205,7 @@ def probe(
     custom_objects_module: str | None = None,
     safe_mode: bool = True,
     timeout: float = 600,
+    write_reference: str | os.PathLike | None = None,
 ) -> dict:
     """Load ``archive`` with Keras ``version`` in a fresh process; predict and compare.
 
@@ -222,7 +223,9 @@ def probe(
     could not be imported). Without ``reference`` a successful load is ``ok``.
 
     ``custom_objects_module`` is imported from ``fixtures/`` before loading (e.g.
-    ``"custom_objects"``, which registers the fixture classes).
+    ``"custom_objects"``, which registers the fixture classes). ``write_reference``
+    saves generated inputs and this release's predictions on them there (an
+    ``.npz`` to compare another archive with, in the same release).
     """
     from kerasrepair.verify import run_probe
 
@@ -230,6 +233,7 @@ def probe(
         python_for(version),
         archive,
         reference=reference,
+        write_reference=write_reference,
         unsafe=not safe_mode,
         custom_objects_module=custom_objects_module,
         env=_child_env(custom_objects_module),

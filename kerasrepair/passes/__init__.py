@@ -16,6 +16,7 @@ A pass is idempotent: on its own output, `detect` finds nothing it can fix.
 """
 
 from . import (
+    described_twice,
     lambda_globals,
     lost_node_indices,
     numpy_arguments,
@@ -27,6 +28,7 @@ from . import (
 PASSES = (
     lost_node_indices,
     shared_layer_order,
+    described_twice,
     numpy_arguments,
     lambda_globals,
     unbuildable_subclassed,
