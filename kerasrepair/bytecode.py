@@ -19,6 +19,8 @@ from typing import Any
 
 MAX_DEPTH = 64
 FLAG_REF = 0x80
+# marshal types that carry no data: NULL, None, False, True, StopIteration, Ellipsis
+SINGLETONS = {"0": None, "N": None, "F": False, "T": True, "S": StopIteration, ".": ...}
 
 # Code object layouts: 3.8-3.10 store nlocals and no qualname; 3.11+ store
 # "localsplus" names and kinds, a qualname and an exception table.
@@ -138,14 +140,16 @@ def python_version(code: CodeInfo) -> str:
     if code.layout == LAYOUT_310:
         return "3.9/3.10"
     opcodes = [code.code[i] for i in range(0, min(len(code.code), 12), 2)]
-    if 151 in opcodes:  # RESUME of 3.11 and 3.12; 3.13's is 149 (3.11's COPY_FREE_VARS)
+    # RESUME of 3.11 and 3.12 (151); 3.13's (149) is 3.11's COPY_FREE_VARS
+    if OPCODES["3.11"]["RESUME"] in opcodes:
         caches = _load_global_caches(code)
         if caches == LOAD_GLOBAL_CACHES["3.11"]:
             return "3.11"
         if caches == LOAD_GLOBAL_CACHES["3.12"]:
             return "3.12"
         return "3.11" if caches is None else f"unknown (3.11-style, {caches} cache units)"
-    if opcodes and opcodes[0] in (149, 62, 94):  # 3.13: RESUME, COPY_FREE_VARS, MAKE_CELL
+    first_of_313 = (OPCODES["3.13"]["RESUME"], 62, 94)  # RESUME, COPY_FREE_VARS, MAKE_CELL
+    if opcodes and opcodes[0] in first_of_313:
         return "3.13"
     return "unknown (3.14 or newer?)"
 
@@ -186,11 +190,13 @@ def _instructions(code: bytes, extended_arg: int):
 
 
 def _load_global_caches(code: CodeInfo) -> int | None:
-    """Zero units after the first LOAD_GLOBAL (opcode 116): 5 in 3.11, 4 in 3.12."""
+    """Zero units after the first LOAD_GLOBAL (the same opcode in 3.11 and
+    3.12): 5 in 3.11, 4 in 3.12."""
+    table = OPCODES["3.11"]
     for info in _all_code(code):
         units = info.code
-        for opcode, _, offset in _instructions(units, 144):
-            if opcode != 116:
+        for opcode, _, offset in _instructions(units, table["EXTENDED_ARG"]):
+            if opcode != table["LOAD_GLOBAL"]:
                 continue
             count = 0
             at = offset + 2
@@ -250,9 +256,8 @@ class _Reader:
         return value
 
     def _value(self, kind: str) -> Any:
-        simple = {"0": None, "N": None, "F": False, "T": True, "S": StopIteration, ".": ...}
-        if kind in simple:
-            return simple[kind]
+        if kind in SINGLETONS:
+            return SINGLETONS[kind]
         if kind == "i":
             return self.int32()
         if kind == "l":

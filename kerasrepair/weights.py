@@ -112,9 +112,7 @@ def _read_h5(archive: Archive, entry: Entry) -> WeightsTree:
                 "the weights are damaged; re-save the model",
             ) from None
         with h5:
-            _walk(h5, tree)
-            _read_iterations(h5, tree)
-    tree.variables.sort(key=lambda v: _natural_key(v.path))
+            _read_tree(h5, tree)
     return tree
 
 
@@ -122,10 +120,14 @@ def read_weights_file(path: str | os.PathLike) -> WeightsTree:
     """The tree of a `model.weights.h5` file on disk, e.g. an edited scratch copy."""
     tree = WeightsTree(format="h5", entry=WEIGHTS_H5)
     with h5py.File(path, "r") as h5:
-        _walk(h5, tree)
-        _read_iterations(h5, tree)
-    tree.variables.sort(key=lambda v: _natural_key(v.path))
+        _read_tree(h5, tree)
     return tree
+
+
+def _read_tree(h5: h5py.File, tree: WeightsTree) -> None:
+    _walk(h5, tree)
+    _read_iterations(h5, tree)
+    tree.variables.sort(key=lambda v: _natural_key(v.path))
 
 
 def _walk(h5: h5py.File, tree: WeightsTree) -> None:
