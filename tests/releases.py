@@ -36,14 +36,24 @@ MARKER = ".kerasrepair-env.json"  # written last: an env without it is rebuilt
 # Each set pins jax/jaxlib of the same period as the Keras release, and the packages
 # whose newer releases break that jax: ml-dtypes (float8 names), scipy (jax < 0.4.25
 # imports scipy.linalg.tril, removed in scipy 1.13) and numpy (< 2 before jax 0.4.31).
-# h5py is the newest release with a cp311 wheel built against that numpy. Keras 3.0, 3.2
-# and 3.3 import `packaging` without declaring it (3.4 declares it).
+# h5py is the newest release with a cp311 wheel built against that numpy. Keras 3.0, 3.1,
+# 3.2 and 3.3 import `packaging` without declaring it (3.4 declares it).
 RELEASES: dict[str, list[str]] = {
     "3.0.5": [
         "keras==3.0.5",
         "packaging==24.0",  # imported by keras 3.0, not declared
         "jax==0.4.23",
         "jaxlib==0.4.23",
+        "ml-dtypes==0.3.2",
+        "numpy==1.26.4",
+        "scipy==1.12.0",
+        "h5py==3.11.0",
+    ],
+    "3.1.1": [
+        "keras==3.1.1",
+        "packaging==24.0",  # imported by keras 3.1, not declared
+        "jax==0.4.25",
+        "jaxlib==0.4.25",
         "ml-dtypes==0.3.2",
         "numpy==1.26.4",
         "scipy==1.12.0",
@@ -78,6 +88,15 @@ RELEASES: dict[str, list[str]] = {
         "scipy==1.13.1",
         "h5py==3.11.0",
     ],
+    "3.5.0": [
+        "keras==3.5.0",
+        "jax==0.4.31",
+        "jaxlib==0.4.31",
+        "ml-dtypes==0.4.0",
+        "numpy==1.26.4",
+        "scipy==1.13.1",
+        "h5py==3.11.0",
+    ],
     "3.6.0": [
         "keras==3.6.0",
         "jax==0.4.34",
@@ -96,8 +115,76 @@ RELEASES: dict[str, list[str]] = {
         "scipy==1.14.1",
         "h5py==3.12.1",
     ],
+    "3.8.0": [
+        "keras==3.8.0",
+        "jax==0.4.38",
+        "jaxlib==0.4.38",
+        "ml-dtypes==0.5.0",
+        "numpy==2.2.1",
+        "scipy==1.14.1",
+        "h5py==3.12.1",
+    ],
+    "3.9.2": [
+        "keras==3.9.2",
+        "jax==0.5.3",
+        "jaxlib==0.5.3",
+        "ml-dtypes==0.5.1",
+        "numpy==2.2.4",
+        "scipy==1.15.2",
+        "h5py==3.13.0",
+    ],
+    "3.10.0": [
+        "keras==3.10.0",
+        "jax==0.6.0",
+        "jaxlib==0.6.0",
+        "ml-dtypes==0.5.1",
+        "numpy==2.2.5",
+        "scipy==1.15.3",
+        "h5py==3.13.0",
+    ],
+    "3.11.3": [
+        "keras==3.11.3",
+        "jax==0.7.1",
+        "jaxlib==0.7.1",
+        "ml-dtypes==0.5.3",
+        "numpy==2.3.2",
+        "scipy==1.16.1",
+        "h5py==3.14.0",
+    ],
+    "3.12.4": [
+        "keras==3.12.4",
+        "jax==0.8.0",  # of the 3.12 line (Oct 2025); 3.12.4 itself is a later backport
+        "jaxlib==0.8.0",
+        "ml-dtypes==0.5.3",
+        "numpy==2.3.4",
+        "scipy==1.16.2",
+        "h5py==3.15.1",
+    ],
+    "3.13.2": [
+        "keras==3.13.2",
+        "jax==0.9.0",
+        "jaxlib==0.9.0",
+        "ml-dtypes==0.5.4",
+        "numpy==2.4.1",
+        "scipy==1.17.0",
+        "h5py==3.15.1",
+    ],
+    "3.14.1": [
+        "keras==3.14.1",
+        "jax==0.10.0",
+        "jaxlib==0.10.0",
+        "ml-dtypes==0.5.4",
+        "numpy==2.4.4",
+        "scipy==1.17.1",
+        "h5py==3.16.0",
+    ],
     "3.15.1": ["keras==3.15.1", "jax==0.10.2", "jaxlib==0.10.2"],
 }
+
+# The releases the test suite loads archives in (each a cached env of ~1.3 GB, ~45 s
+# to build): where the repairs and the checks are proven. The others in RELEASES
+# saved fixtures; what they did with them is recorded in fixtures/manifest.json.
+PROVING = ("3.0.5", "3.2.1", "3.3.3", "3.4.1", "3.6.0", "3.7.0", "3.10.0", "3.15.1")
 
 STATUSES = ("ok", "load_error", "call_error", "mismatch", "crashed", "timeout", "probe_error")
 
