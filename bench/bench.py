@@ -5,6 +5,9 @@
 
 Compares
   * `kerasrepair inspect` with Keras `load_model` + `model.summary()`;
+  * `kerasrepair check` (against the release that saved it, and against 3.10,
+    where every layer has findings) with Keras `load_model`, the other way to
+    learn whether an archive loads;
   * the raw-copy writer (copy, then re-open and CRC-check) with `cp`;
   * `kerasrepair fix` of one numpy literal with `cp` and with a Keras
     `load_model` + `save` round trip (which Keras 3.15.1 can do on this file);
@@ -31,14 +34,16 @@ BIN = Path(PYTHON).parent
 ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
 
 
-def timed(command: list[str], runs: int, before=None) -> float:
+def timed(command: list[str], runs: int, before=None, statuses=(0,)) -> float:
     times = []
     for _ in range(runs):
         if before:
             before()
         start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=ENV)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, env=ENV)
         times.append(time.perf_counter() - start)
+        if done.returncode not in statuses:
+            raise SystemExit(f"{' '.join(command)} exited {done.returncode}")
     return statistics.median(times)
 
 
@@ -78,6 +83,16 @@ def main() -> int:
     )
     report("kerasrepair inspect", inspect, keras_load, "keras load_model + summary")
     report("kerasrepair inspect --json", inspect_json, keras_load, "keras load_model + summary")
+    check = timed([*kerasrepair, "check", str(archive)], args.runs)
+    check_old = timed(
+        [*kerasrepair, "check", "--keras", "3.10", str(archive)], args.runs, None, (1,)
+    )
+    keras_load_only = timed(
+        [PYTHON, "-c", "import sys, keras; keras.saving.load_model(sys.argv[1])", str(archive)],
+        max(1, min(args.runs, 3)),
+    )
+    report("kerasrepair check", check, keras_load_only, "keras load_model")
+    report("kerasrepair check --keras 3.10", check_old, keras_load_only, "keras load_model")
 
     with tempfile.TemporaryDirectory(dir=HERE) as scratch:
         copy_target = Path(scratch) / "copy.keras"

@@ -24,6 +24,7 @@ _EXPORTS = {
     "open_archive": "archive",
     "ArchiveError": "errors",
     "inspect_archive": "inspection",
+    "check_archive": "check",
     "WriteError": "writer",
     "write_archive": "writer",
 }

@@ -92,6 +92,14 @@ def fix(
             "or module:NAME); repeatable.",
         ),
     ] = None,
+    keras: Annotated[
+        str | None,
+        typer.Option(
+            "--keras",
+            help="Also make it load in this older Keras release (3.10): drop the arguments "
+            "it does not know that are at their defaults (KR203).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Repair an archive: every pass that applies, then a verified re-zip."""
@@ -104,7 +112,9 @@ def fix(
         passes = select_passes(_codes(only), _codes(skip))
     except KeyError as e:
         _usage(f"unknown pass code {e}; `kerasrepair rules` lists them")
-    options = Options(unsafe_fixes=unsafe_fixes, defines=_defines(define or []))
+    options = Options(
+        unsafe_fixes=unsafe_fixes, defines=_defines(define or []), keras=_release(keras)
+    )
     if in_place:
         result = _or_exit(fix_in_place, path, passes, options)
     else:
@@ -154,25 +164,75 @@ def verify(
 
 
 @app.command()
-def explain(code: Annotated[str, typer.Argument(help="A pass code, e.g. KR301.")]) -> None:
-    """Explain what a pass detects and how it repairs it."""
-    from .passes import by_code
+def check(
+    paths: Annotated[list[Path], typer.Argument(help="The .keras archives.")],
+    keras: Annotated[
+        str | None,
+        typer.Option(
+            "--keras",
+            help="Check against this Keras release (3.4 or 3.4.1): will it load there? "
+            "Default: the release that saved each archive.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    sarif: Annotated[
+        Path | None, typer.Option("--sarif", help="Also write SARIF 2.1.0 to this file.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 for warnings too, not only errors.")
+    ] = False,
+) -> None:
+    """Validate config.json against the schemas of a Keras release; run every pass's detect."""
+    from .check import check_archive
+
+    keras = _release(keras)
+    results, unreadable = [], False
+    for path in paths:
+        try:
+            results.append(check_archive(path, keras))
+        except (ArchiveError, OSError) as e:
+            unreadable = True
+            _error_line(e)
+    if sarif is not None and not unreadable:
+        from .sarif import to_sarif
+        from .writer import write_text_atomically
+
+        write_text_atomically(sarif, json.dumps(to_sarif(results), indent=2) + "\n")
+    if as_json:
+        document = {"report_version": 1, "results": [r.to_dict() for r in results]}
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        from .render import render_check
+
+        render_check(results)
+    if unreadable:
+        raise typer.Exit(EXIT_UNREADABLE)
+    if any(result.failed(strict) for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(code: Annotated[str, typer.Argument(help="A code, e.g. KR301.")]) -> None:
+    """Explain what a check or pass detects, and how `fix` repairs it."""
+    from .rules import by_code
 
     try:
-        module = by_code(code)
+        rule = by_code(code)
     except KeyError:
         _usage(f"unknown code {code!r}; `kerasrepair rules` lists them")
-    typer.echo(f"{module.CODE} {module.NAME} (fix: {module.FIX or 'none'})\n{module.SUMMARY}\n")
-    typer.echo(module.EXPLANATION)
+    typer.echo(f"{rule.CODE} {rule.NAME} (fix: {rule.FIX or 'none'})\n{rule.SUMMARY}\n")
+    typer.echo(rule.EXPLANATION)
 
 
 @app.command()
 def rules() -> None:
-    """List every pass: code, name, whether its fix is safe, summary."""
-    from .passes import PASSES
+    """List every code: the checks of `check` and the repair passes, and their fixes."""
+    from .rules import ALL_RULES, severity
 
-    for module in PASSES:
-        typer.echo(f"{module.CODE}  {module.NAME:<24} {module.FIX or '-':<7} {module.SUMMARY}")
+    for rule in ALL_RULES:
+        typer.echo(
+            f"{rule.CODE}  {rule.NAME:<28} {severity(rule):<8} {rule.FIX or '-':<7} {rule.SUMMARY}"
+        )
 
 
 def _defines(items: list[str]) -> dict[str, str]:
@@ -202,6 +262,24 @@ def _defines(items: list[str]) -> dict[str, str]:
     return defines
 
 
+def _release(keras: str | None) -> str | None:
+    """--keras X.Y: a release kerasrepair has a schema for, as "X.Y"."""
+    if keras is None:
+        return None
+    from .schema import minor_of, release_minors
+
+    known = release_minors()
+    try:
+        minor = minor_of(keras)
+    except ValueError:
+        minor = None
+    if minor not in known:
+        _usage(
+            f"--keras {keras}: no schema for it; kerasrepair knows Keras {known[0]} to {known[-1]}"
+        )
+    return minor
+
+
 def _codes(value: str | None) -> list[str] | None:
     return [code.strip() for code in value.split(",") if code.strip()] if value else None
 
@@ -215,16 +293,20 @@ def _or_exit(function, *args: Any) -> Any:
     """Run `function`; turn bad input into one line on stderr and exit 2."""
     try:
         return function(*args)
-    except ArchiveError as e:
-        typer.echo(f"kerasrepair: error: {e}", err=True)
-        raise typer.Exit(EXIT_UNREADABLE) from None
-    except WriteError as e:
-        typer.echo(f"kerasrepair: error: nothing was written: {e}", err=True)
+    except (ArchiveError, WriteError, OSError) as e:
+        _error_line(e)
         raise typer.Exit(EXIT_UNREADABLE) from None
 
-    except OSError as e:
-        typer.echo(f"kerasrepair: error: {e.filename or ''}: {e.strerror or e}", err=True)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+
+def _error_line(e: Exception) -> None:
+    """The one line bad input gets on stderr."""
+    if isinstance(e, WriteError):
+        message = f"nothing was written: {e}"
+    elif isinstance(e, OSError) and not isinstance(e, ArchiveError):
+        message = f"{e.filename or ''}: {e.strerror or e}"
+    else:
+        message = str(e)
+    typer.echo(f"kerasrepair: error: {message}", err=True)
 
 
 def main() -> None:

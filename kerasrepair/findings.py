@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"  # worth knowing, not a problem of the archive (e.g. a custom object)
 
 SAFE = "safe"  # same behaviour, same weights
 UNSAFE = "unsafe"  # changes behaviour or unties weights: only with --unsafe-fixes

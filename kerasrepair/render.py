@@ -134,6 +134,10 @@ def _yellow(text: str) -> str:
     return typer.style(text, fg="yellow") if _colour() else text
 
 
+def _red(text: str) -> str:
+    return typer.style(text, fg="red") if _colour() else text
+
+
 def _colour() -> bool:
     import sys
 
@@ -233,4 +237,29 @@ def render_verify(report: dict[str, Any]) -> None:
             f"predictions against {report['against']}: max abs diff {load['max_abs_diff']}"
         )
     lines.append("verified" if report["ok"] else "NOT verified")
+    typer.echo("\n".join(lines))
+
+
+def render_check(results) -> None:
+    """What `check` found, archive by archive, ruff style: where, code, what."""
+    lines = []
+    counts = {"error": 0, "warning": 0, "note": 0}
+    for result in results:
+        lines.append(
+            f"{_bold(result.path)}: saved by Keras {result.saved_with or '?'}, "
+            f"checked against Keras {result.target}"
+        )
+        for finding in result.findings:
+            counts[finding.severity] = counts.get(finding.severity, 0) + 1
+            level = finding.severity if finding.severity != "error" else _red("error")
+            fixable = f" [fix: {finding.fix}]" if finding.fix else ""
+            lines.append(
+                f"  {finding.location or '/'}: {_bold(finding.code)} {level}: "
+                f"{finding.message}{fixable}"
+            )
+            if finding.hint:
+                lines.append(f"      {finding.hint}")
+    said = [f"{n} {kind}" + ("s" if n != 1 else "") for kind, n in counts.items() if n]
+    archives = f"{len(results)} archive" + ("s" if len(results) != 1 else "")
+    lines.append(f"{', '.join(said) if said else 'no findings'} in {archives}")
     typer.echo("\n".join(lines))

@@ -231,3 +231,21 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_text_atomically(target: str | os.PathLike, text: str) -> Path:
+    """Write a small text file (a SARIF report) the way archives are written:
+    to a temporary file beside the target, then renamed over it."""
+    target = Path(target)
+    fd, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, _new_file_mode(target))
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target

@@ -9,6 +9,9 @@ A pass module has:
     SUMMARY      one line
     EXPLANATION  what `kerasrepair explain CODE` prints
     FIX          "safe", "unsafe" or None (detect only)
+    BREAKS_IN    (first, last) Keras minor releases whose loader fails on (or
+                 silently mis-loads) what it finds, e.g. ("3.0", "3.6"); None:
+                 every release. `check --keras X.Y` reports it only there.
     detect(ctx) -> list[Finding]       reads only
     apply(ctx, edit) -> list[Change]   records its repair in `edit`; writes no file
 
@@ -22,6 +25,7 @@ from . import (
     numpy_arguments,
     shared_layer_order,
     unbuildable_subclassed,
+    unknown_arguments,
 )
 
 # Indices first: the call-order replay needs the wiring the model was built with.
@@ -32,6 +36,7 @@ PASSES = (
     numpy_arguments,
     lambda_globals,
     unbuildable_subclassed,
+    unknown_arguments,  # only with `fix --keras X.Y`
 )
 
 

@@ -35,6 +35,7 @@ CODE = "KR303"
 NAME = "layer-described-twice"
 SUMMARY = "A layer described twice in config.json (the VAE case): one copy finds no weights"
 FIX = SAFE
+BREAKS_IN = None
 EXPLANATION = """\
 A Functional model whose outputs (or layers) use a tensor from *inside* a
 nested model, the usual variational autoencoder:

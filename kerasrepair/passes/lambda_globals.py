@@ -24,6 +24,7 @@ CODE = "KR501"
 NAME = "lambda-missing-global"
 SUMMARY = "A Lambda reads a module-level name that is not saved: it fails in every Keras 3"
 FIX = SAFE
+BREAKS_IN = None
 EXPLANATION = """\
 A Lambda layer's function is saved as Python bytecode (marshal, base64) in
 config.json. The values of the module-level names it reads are not saved:

@@ -27,6 +27,7 @@ CODE = "KR302"
 NAME = "lost-node-indices"
 SUMMARY = "A layer call that nothing reads: its references lost their node index (Keras 3.2.x)"
 FIX = SAFE
+BREAKS_IN = None
 EXPLANATION = """\
 When a layer object is called several times, each call is a node, and the
 layers that read its outputs say which: `"keras_history": ["shared", 1, 0]`

@@ -17,6 +17,7 @@ CODE = "KR601"
 NAME = "numpy-layer-argument"
 SUMMARY = "A layer argument is a serialized numpy array: Keras 3.0-3.4 fail at the first call"
 FIX = SAFE
+BREAKS_IN = ("3.0", "3.4")
 EXPLANATION = """\
 A layer built with a numpy array as an argument, e.g.
 

@@ -32,6 +32,7 @@ CODE = "KR301"
 NAME = "shared-layer-call-order"
 SUMMARY = "A shared layer is called again after a later layer: Keras 3.0-3.6 cannot load it"
 FIX = SAFE
+BREAKS_IN = ("3.0", "3.6")
 EXPLANATION = """\
 A layer object called more than once, with another layer between the calls
 (`t(x)`, `Dense(...)`, `t(...)`), is saved as one layer with several inbound

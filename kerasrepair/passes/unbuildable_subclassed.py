@@ -20,6 +20,8 @@ CODE = "KR401"
 NAME = "unbuildable-subclassed-model"
 SUMMARY = "A subclassed model rebuilt from shapes only: its weights may silently not load"
 FIX = None
+BREAKS_IN = None
+SEVERITY = WARNING  # detect only: the weights may not load, Keras says little
 EXPLANATION = """\
 A subclassed model (a class of your own deriving from keras.Model) is saved
 with its constructor arguments and a `build_config` holding the input shapes

@@ -1,0 +1,193 @@
+"""JSON Schemas of an archive: loaded once, validators built once and cached.
+
+Two kinds of schema live in `schemas/` (installed as `kerasrepair.schemas`):
+
+* `config.schema.json` and `metadata.schema.json`: the structure Keras 3
+  writes, the same for every release. Its `$defs` named after a special
+  `class_name` (`__keras_tensor__`, `__numpy__`, ...) apply wherever such an
+  object occurs in config.json.
+* `keras/X.Y.json`, one per Keras minor release: which `module.class_name`
+  the release's loader resolves, and for each class the keyword arguments its
+  `from_config` accepts (`additionalProperties: false` where unknown ones are
+  rejected) and requires.
+
+Schemas refer to each other by `$id` through a local `referencing` registry;
+nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+CONFIG_ID = "urn:kerasrepair:schemas:config"
+METADATA_ID = "urn:kerasrepair:schemas:metadata"
+RELEASES_DIR = "keras"
+_MINOR = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?")
+
+
+def _files():
+    return importlib.resources.files("kerasrepair.schemas")
+
+
+@functools.cache
+def load(name: str) -> dict[str, Any]:
+    """A schema file of `schemas/`, parsed once: `config.schema.json`, `keras/3.4.json`."""
+    return json.loads(_files().joinpath(name).read_bytes())
+
+
+_URN = "urn:kerasrepair:schemas:"
+_FILES_BY_ID = {CONFIG_ID: "config.schema.json", METADATA_ID: "metadata.schema.json"}
+
+
+@functools.cache
+def _retrieve(uri: str) -> Resource:
+    """A schema by its `$id`, from the installed files; never the network."""
+    if uri in _FILES_BY_ID:
+        return Resource.from_contents(load(_FILES_BY_ID[uri]))
+    if uri.startswith(f"{_URN}keras:"):
+        minor = uri.removeprefix(f"{_URN}keras:")
+        if minor in release_minors():
+            return Resource.from_contents(load(f"{RELEASES_DIR}/{minor}.json"))
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)
+
+
+_REGISTRY = Registry(retrieve=_retrieve)
+
+
+@functools.cache
+def validator(ref: str) -> Draft202012Validator:
+    """A validator of the schema at `ref` (`$id` and an optional `#/$defs/...`)."""
+    return Draft202012Validator({"$ref": ref}, registry=_REGISTRY)
+
+
+def resolve(ref: str) -> Any:
+    """The schema at `ref`: a document by `$id`, then a JSON pointer in it."""
+    uri, _, fragment = ref.partition("#")
+    return (
+        _retrieve(uri).contents
+        if not fragment
+        else _REGISTRY.resolver(uri).lookup(f"#{fragment}").contents
+    )
+
+
+_ANNOTATIONS = frozenset(("default", "description", "title", "examples", "x-kind"))
+_SHAPE_KEYWORDS = _ANNOTATIONS | {"type", "required", "properties", "additionalProperties"}
+
+
+@functools.cache
+def type_only_properties(ref: str) -> dict[str, bool] | None:
+    """For a schema that judges an object by its keys and the JSON types of its
+    values only, each property and whether it constrains the type; else None.
+
+    Such a schema uses only `type`, `required`, `properties` whose values say
+    at most `type`, and a boolean `additionalProperties` (annotations aside):
+    two objects with the same keys and value types get the same errors, so
+    results can be shared between them. The argument schemas of releases and
+    most structural `$defs` are of this kind.
+    """
+    definition = resolve(ref)
+    if not isinstance(definition, dict) or not set(definition) <= _SHAPE_KEYWORDS:
+        return None
+    if not isinstance(definition.get("additionalProperties", True), bool):
+        return None
+    found = {}
+    for name, sub in definition.get("properties", {}).items():
+        if not isinstance(sub, dict) or not set(sub) <= _ANNOTATIONS | {"type"}:
+            return None
+        found[name] = "type" in sub
+    return found
+
+
+def config_validator() -> Draft202012Validator:
+    """config.json as a whole (a `$defs` entry, e.g. `__numpy__`: `validator(ref)`)."""
+    return validator(CONFIG_ID)
+
+
+def metadata_validator() -> Draft202012Validator:
+    return validator(METADATA_ID)
+
+
+@functools.cache
+def release_minors() -> tuple[str, ...]:
+    """The Keras releases with an argument schema, oldest first: ("3.0", ..., "3.15")."""
+    names = [
+        entry.name.removesuffix(".json")
+        for entry in _files().joinpath(RELEASES_DIR).iterdir()
+        if entry.name.endswith(".json")
+    ]
+    return tuple(sorted(names, key=minor_key))
+
+
+def minor_of(version: str) -> str:
+    """ "3.4" for "3.4" or "3.4.1"; raises ValueError for anything else."""
+    return "{}.{}".format(*minor_key(version))
+
+
+def minor_key(version: str) -> tuple[int, int]:
+    """(3, 4) for "3.4" or "3.4.1"; raises ValueError for anything else."""
+    match = _MINOR.match(version.strip())
+    if not match:
+        raise ValueError(f"not a Keras version: {version!r}")
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True)
+class ReleaseSchema:
+    """The argument schema of one Keras minor release (`schemas/keras/X.Y.json`)."""
+
+    minor: str  # "3.4"
+    document: dict[str, Any]
+
+    @property
+    def keras_version(self) -> str:
+        """The release it was generated from, e.g. "3.4.1" (the newest patch)."""
+        return self.document["keras_version"]
+
+    @property
+    def id(self) -> str:
+        return self.document["$id"]
+
+    def resolve(self, module: str | None, class_name: str) -> str | None:
+        """The `$defs` key of the class the release's loader finds, or None.
+
+        Mirrors `serialization_lib._retrieve_class_or_fn`: the exported API
+        name `module.class_name`, else the class defined in `module`. Without
+        a module (a Keras 2 style entry), the one built-in class of that name.
+        """
+        names = self.document["names"]
+        if module:
+            return names.get(f"{module}.{class_name}")
+        return self._by_class_name.get(class_name)
+
+    def ref(self, key: str) -> str:
+        """The `$ref` of a class's argument schema (`<$id>#/$defs/<key>`)."""
+        return f"{self.id}#/$defs/{key}"
+
+    def definition(self, key: str) -> dict[str, Any]:
+        return self.document["$defs"][key]
+
+    @functools.cached_property
+    def _by_class_name(self) -> dict[str, str]:
+        """Class names that name one built-in class only, to its `$defs` key."""
+        found: dict[str, set[str]] = {}
+        for name, key in self.document["names"].items():
+            found.setdefault(name.rpartition(".")[2], set()).add(key)
+        return {short: keys.pop() for short, keys in found.items() if len(keys) == 1}
+
+
+@functools.cache
+def release(minor: str) -> ReleaseSchema:
+    """The schema of Keras `minor` ("3.4"); KeyError when there is none."""
+    if minor not in release_minors():
+        raise KeyError(minor)
+    return ReleaseSchema(minor, load(f"{RELEASES_DIR}/{minor}.json"))
