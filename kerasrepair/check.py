@@ -176,12 +176,7 @@ def check(archive: Archive, keras: str | None = None, passes=PASSES) -> CheckRes
 def saved_release(archive: Archive) -> schema.ReleaseSchema:
     """The schema of the release that saved the archive (the newest one when
     kerasrepair has none for it): what its arguments' defaults were."""
-    known = schema.release_minors()
-    try:
-        minor = schema.minor_of(archive.keras_version or "")
-    except ValueError:
-        minor = None
-    return schema.release(minor if minor in known else known[-1])
+    return schema.release(known_minor(archive.keras_version) or schema.release_minors()[-1])
 
 
 def target_release(
@@ -189,23 +184,19 @@ def target_release(
 ) -> tuple[schema.ReleaseSchema, list[Finding]]:
     """The release schema to check against, and a KR207 finding when the
     archive's own release has none."""
-    known = schema.release_minors()
     if keras is not None:
-        minor = schema.minor_of(keras)  # ValueError: not a version
-        if minor not in known:
+        minor = known_minor(keras)
+        if minor is None:
+            known = schema.release_minors()
             raise ValueError(
                 f"no schema for Keras {keras}; kerasrepair knows {known[0]} to {known[-1]}"
             )
         return schema.release(minor), []
+    release = saved_release(archive)
     saved = archive.keras_version
-    try:
-        minor = schema.minor_of(saved or "")
-    except ValueError:
-        minor = None
-    if minor in known:
-        return schema.release(minor), []
+    if known_minor(saved):
+        return release, []
     # newer than any known, Keras 2 (loaded by a Keras 3) or unknown: the newest
-    release = schema.release(known[-1])
     said = f"Keras {saved}" if saved else "an unknown Keras release (no keras_version)"
     finding = Finding(
         code=OTHER_RELEASE.CODE,
@@ -216,6 +207,15 @@ def target_release(
         hint="pass --keras X.Y to check against the release you will load it with",
     )
     return release, [finding]
+
+
+def known_minor(version: str | None) -> str | None:
+    """ "3.4" for "3.4.1" when kerasrepair has the schema of Keras 3.4, else None."""
+    try:
+        minor = schema.minor_of(version or "")
+    except ValueError:
+        return None
+    return minor if minor in schema.release_minors() else None
 
 
 def metadata_findings(archive: Archive) -> list[Finding]:

@@ -201,7 +201,7 @@ def check(
     if as_json:
         document = {"report_version": 1, "results": [r.to_dict() for r in results]}
         typer.echo(json.dumps(document, indent=2))
-    else:
+    elif results:  # an unreadable archive has said its one line on stderr
         from .render import render_check
 
         render_check(results)
@@ -266,14 +266,12 @@ def _release(keras: str | None) -> str | None:
     """--keras X.Y: a release kerasrepair has a schema for, as "X.Y"."""
     if keras is None:
         return None
-    from .schema import minor_of, release_minors
+    from .check import known_minor
+    from .schema import release_minors
 
-    known = release_minors()
-    try:
-        minor = minor_of(keras)
-    except ValueError:
-        minor = None
-    if minor not in known:
+    minor = known_minor(keras)
+    if minor is None:
+        known = release_minors()
         _usage(
             f"--keras {keras}: no schema for it; kerasrepair knows Keras {known[0]} to {known[-1]}"
         )

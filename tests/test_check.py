@@ -108,10 +108,22 @@ def test_unreadable_input_is_one_line_exit_2_and_no_sarif(tmp_path):
     )
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
+    # the readable archive is still checked
+    assert done.stdout.splitlines()[-1] == "no findings in 1 archive"
     assert line.startswith("kerasrepair: error: ") and "git lfs pull" in line
     assert "Traceback" not in done.stdout + done.stderr
     assert not report.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_archive_alone_prints_its_one_line_and_nothing_else():
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasrepair", "check", HOSTILE / "truncated.keras"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("keras", ["2.15", "3.99", "latest"])

@@ -23,4 +23,13 @@ def test_the_wheel_holds_every_module(tmp_path):
     }
     assert sources <= names, sorted(sources - names)
     assert "kerasrepair/passes/shared_layer_order.py" in names
+    schemas = {
+        f"kerasrepair/schemas/{p.relative_to(ROOT / 'schemas').as_posix()}"
+        for p in (ROOT / "schemas").rglob("*.json")
+    }
+    assert {
+        "kerasrepair/schemas/config.schema.json",
+        "kerasrepair/schemas/keras/3.15.json",
+    } <= schemas
+    assert schemas <= names, sorted(schemas - names)
     assert any(Path(n).name == "entry_points.txt" for n in names)
