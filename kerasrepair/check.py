@@ -90,7 +90,7 @@ that appeared in a later release is unknown to an earlier one:
     TypeError: Could not locate class 'DTypePolicy'
 
 (archives saved by Keras 3.6 and newer describe each layer's dtype policy as a
-`DTypePolicy` object, which Keras 3.0 does not export). Load the archive with a
+`DTypePolicy` object, which Keras 3.0.0 cannot find; 3.0.5 can). Load the archive with a
 release the finding names.""",
 )
 CUSTOM_OBJECT = Rule(
@@ -129,6 +129,16 @@ SPECIAL_OBJECTS = frozenset(
 ) | {"__ellipsis__", "__typespec__", "function"}
 # packages whose classes Keras imports by module name; they must be installed
 KERAS_PACKAGES = ("keras_hub", "keras_nlp", "keras_cv", "keras_rs", "tf_keras")
+# objects whose `name` argument is not theirs to be called by (a dtype policy's is "float32")
+UNNAMED_KINDS = frozenset(("dtype_policy", "initializer", "regularizer", "constraint"))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """How a finding names the object it is about, and the layer it is in."""
+
+    who: str  # "Dense 'dense_3'", "GlorotUniform in Dense 'dense_3'"
+    layer: str | None
 
 
 @dataclass
@@ -168,7 +178,7 @@ def check(archive: Archive, keras: str | None = None, passes=PASSES) -> CheckRes
     findings += ObjectChecker(release, saved_release(archive)).findings(archive.config)
     ctx = Context(archive, archive.config)
     for p in passes:
-        if _breaks_in(p, release.minor):
+        if _breaks_in(p, release.name):
             findings += p.detect(ctx)
     return CheckResult(str(archive.path), archive.keras_version, release.keras_version, findings)
 
@@ -176,7 +186,9 @@ def check(archive: Archive, keras: str | None = None, passes=PASSES) -> CheckRes
 def saved_release(archive: Archive) -> schema.ReleaseSchema:
     """The schema of the release that saved the archive (the newest one when
     kerasrepair has none for it): what its arguments' defaults were."""
-    return schema.release(known_minor(archive.keras_version) or schema.release_minors()[-1])
+    return schema.release(
+        schema.name_for(archive.keras_version or "") or schema.release_names()[-1]
+    )
 
 
 def target_release(
@@ -185,16 +197,16 @@ def target_release(
     """The release schema to check against, and a KR207 finding when the
     archive's own release has none."""
     if keras is not None:
-        minor = known_minor(keras)
-        if minor is None:
-            known = schema.release_minors()
+        name = schema.name_for(keras)
+        if name is None:
+            known = schema.release_names()
             raise ValueError(
                 f"no schema for Keras {keras}; kerasrepair knows {known[0]} to {known[-1]}"
             )
-        return schema.release(minor), []
+        return schema.release(name), []
     release = saved_release(archive)
     saved = archive.keras_version
-    if known_minor(saved):
+    if schema.name_for(saved or ""):
         return release, []
     # newer than any known, Keras 2 (loaded by a Keras 3) or unknown: the newest
     said = f"Keras {saved}" if saved else "an unknown Keras release (no keras_version)"
@@ -207,15 +219,6 @@ def target_release(
         hint="pass --keras X.Y to check against the release you will load it with",
     )
     return release, [finding]
-
-
-def known_minor(version: str | None) -> str | None:
-    """ "3.4" for "3.4.1" when kerasrepair has the schema of Keras 3.4, else None."""
-    try:
-        minor = schema.minor_of(version or "")
-    except ValueError:
-        return None
-    return minor if minor in schema.release_minors() else None
 
 
 def metadata_findings(archive: Archive) -> list[Finding]:
@@ -269,15 +272,30 @@ class ObjectChecker:
             found += self._structure(path, obj, "serialized_object")
             if not isinstance(class_name, str):
                 continue  # reported just now
-            arguments = obj["config"]
-            name = arguments.get("name") if isinstance(arguments, dict) else None
-            if isinstance(name, str):
-                owner = (class_name, name)  # a layer (or model): findings name it
+            subject = self._subject(obj, owner)
             if class_name.startswith("__") and class_name.endswith("__"):
-                found.append(_special_unknown(path, class_name, owner))
+                found.append(_special_unknown(path, class_name, subject))
             else:
-                found += self._class(path, obj, class_name, owner)
+                found += self._class(path, obj, subject)
         return found
+
+    def _subject(self, obj: dict, owner: tuple[str, str] | None) -> Subject:
+        """How findings name `obj`: a layer (model, loss, ...) by its own name,
+        anything else by the layer it is in ("GlorotUniform in Dense 'd1'")."""
+        class_name, module = obj["class_name"], obj.get("module")
+        arguments = obj["config"]
+        name = arguments.get("name") if isinstance(arguments, dict) else None
+        release = self.release
+        key = release.resolve(module, class_name)
+        if key is None:  # a class the target lacks: what the saving release says of it
+            release = self.saved
+            key = release.resolve(module, class_name)
+        kind = release.definition(key).get("x-kind") if key else None
+        if isinstance(name, str) and kind not in UNNAMED_KINDS:
+            return Subject(f"{class_name} '{name}'", name)
+        if owner:
+            return Subject(f"{class_name} in {owner[0]} '{owner[1]}'", owner[1])
+        return Subject(class_name, None)
 
     # ------------------------------------------------------------ structure
 
@@ -287,32 +305,30 @@ class ObjectChecker:
 
     # -------------------------------------------------------------- classes
 
-    def _class(self, path: tuple, obj: dict, class_name: str, owner) -> list[Finding]:
-        module = obj.get("module")
+    def _class(self, path: tuple, obj: dict, subject: Subject) -> list[Finding]:
+        class_name, module = obj["class_name"], obj.get("module")
         registered = obj.get("registered_name")
         if isinstance(registered, str) and ">" in registered:
-            return [_custom(path, obj, class_name, owner)]
+            return [_custom(path, obj, subject)]
         is_keras = module is None or module == "keras" or str(module).startswith("keras.")
         key = self.release.resolve(module, class_name) if is_keras else None
         if key is None:
             if is_keras and module is not None:
-                return [self._unknown_class(path, obj, class_name, owner)]
-            return [_custom(path, obj, class_name, owner)]
+                return [self._unknown_class(path, obj, subject)]
+            return [_custom(path, obj, subject)]
         arguments = obj.get("config")
         if not isinstance(arguments, dict):
             return []
         found = []
         for error in self._errors(self.release.ref(key), arguments):
-            found += self._argument_findings(path, obj, key, arguments, error, owner)
+            found += self._argument_findings(path, obj, key, error, subject)
         return found
 
-    def _argument_findings(self, path, obj, key, arguments, error, owner):
+    def _argument_findings(self, path, obj, key, error, subject: Subject) -> list[Finding]:
         """Findings of one validation error (shared by alike objects: what is
-        said of the object comes from `arguments`, not from the error)."""
-        minor = self.release.minor
-        class_name = obj["class_name"]
-        who = _who(class_name, arguments, owner)
-        layer = owner[1] if owner else None
+        said of the object comes from `obj`, not from the error)."""
+        target = self.release.name
+        class_name, arguments = obj["class_name"], obj["config"]
         if error.validator == "additionalProperties":
             known = self.release.definition(key).get("properties", {})
             saved_key = self.saved.resolve(obj.get("module"), class_name)
@@ -326,13 +342,13 @@ class ObjectChecker:
                 out.append(
                     Finding(
                         unknown_arguments.CODE,
-                        f"{who} has argument '{argument}', unknown to Keras {minor}",
+                        f"{subject.who} has argument '{argument}', unknown to Keras {target}",
                         _pointer((*path, "config", argument)),
                         ERROR,
-                        layer=layer,
+                        layer=subject.layer,
                         fix=fix,
                         hint=_unknown_argument_hint(
-                            class_name, value, minor, first, fix, self.saved
+                            class_name, value, target, first, fix, self.saved
                         ),
                     )
                 )
@@ -342,54 +358,53 @@ class ObjectChecker:
             return [
                 Finding(
                     MISSING_ARGUMENT.CODE,
-                    f"{who} lacks argument '{missing}', which Keras {minor} requires",
+                    f"{subject.who} lacks argument '{missing}', which Keras {target} requires",
                     _pointer((*path, "config")),
                     ERROR,
-                    layer=layer,
+                    layer=subject.layer,
                     hint="add the argument to config.json, or re-save the model",
                 )
             ]
         return [_structure_finding(error, (*path, "config"))]
 
-    def _unknown_class(self, path, obj, class_name, owner) -> Finding:
-        module = obj.get("module")
-        minor = self.release.minor
+    def _unknown_class(self, path, obj, subject: Subject) -> Finding:
+        class_name, module = obj["class_name"], obj.get("module")
+        target = self.release.name
         first = self._first_release_with(None, f"{module}.{class_name}")
         hint = (
-            f"Keras {minor} fails with \"Could not locate class '{class_name}'\"; load with "
+            f"Keras {target} fails with \"Could not locate class '{class_name}'\"; load with "
             f"Keras {first} or newer"
             if first
             else "no Keras release kerasrepair knows has it: is it a custom class?"
         )
         return Finding(
             UNKNOWN_CLASS.CODE,
-            f"{_where(class_name, obj, owner)} is unknown to Keras {minor} (module '{module}')",
+            f"{subject.who} is unknown to Keras {target} (module '{module}')",
             _pointer((*path, "class_name")),
             ERROR,
-            layer=owner[1] if owner else None,
+            layer=subject.layer,
             hint=hint,
         )
 
     def _first_release_with(self, key: str | None, name: str) -> str | None:
         """The first release after the target that knows class `name` (key None)
-        or argument `name` of class `key`."""
+        or argument `name` of class `key`, as the hint says it ("3.13", or
+        "3.0.5" after 3.0.0)."""
         memo_key = (key or "", name)
         if memo_key not in self._first_release:
             self._first_release[memo_key] = None
-            later = [
-                m
-                for m in schema.release_minors()
-                if schema.minor_key(m) > schema.minor_key(self.release.minor)
-            ]
-            for minor in later:
-                other = schema.release(minor)
+            target = schema.release_key(self.release.name)
+            for later in schema.release_names():
+                if schema.release_key(later) <= target:
+                    continue
+                other = schema.release(later)
                 if key is None:
                     found = name in other.document["names"]
                 else:
-                    definition = other.document["$defs"].get(key, {})
-                    found = name in definition.get("properties", {})
+                    found = name in other.document["$defs"].get(key, {}).get("properties", {})
                 if found:
-                    self._first_release[memo_key] = minor
+                    same_minor = schema.minor_key(later) == schema.minor_key(self.release.name)
+                    self._first_release[memo_key] = other.keras_version if same_minor else later
                     break
         return self._first_release[memo_key]
 
@@ -494,20 +509,8 @@ def _short(message: str, limit: int = 160) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
-def _who(class_name: str, arguments: Any, owner) -> str:
-    name = arguments.get("name") if isinstance(arguments, dict) else None
-    if isinstance(name, str):
-        return f"{class_name} '{name}'"
-    if owner:
-        return f"{class_name} in {owner[0]} '{owner[1]}'"
-    return class_name
-
-
-def _where(class_name: str, obj: dict, owner) -> str:
-    return _who(class_name, obj.get("config"), owner)
-
-
-def _custom(path, obj, class_name, owner) -> Finding:
+def _custom(path, obj, subject: Subject) -> Finding:
+    class_name = obj["class_name"]
     module = obj.get("module")
     registered = obj.get("registered_name")
     package = str(module or "").split(".")[0]
@@ -523,11 +526,10 @@ def _custom(path, obj, class_name, owner) -> Finding:
     said = f"module '{module}'" + (f", registered as '{registered}'" if registered else "")
     return Finding(
         CUSTOM_OBJECT.CODE,
-        f"{_where(class_name, obj, owner)} is a custom object ({said}): the loader must be "
-        "given it",
+        f"{subject.who} is a custom object ({said}): the loader must be given it",
         _pointer(path),
         NOTE,
-        layer=owner[1] if owner else None,
+        layer=subject.layer,
         hint=hint,
     )
 
@@ -547,13 +549,13 @@ def _unknown_argument_hint(class_name, value, minor, first, fix, saved) -> str:
     )
 
 
-def _special_unknown(path, class_name, owner) -> Finding:
+def _special_unknown(path, class_name, subject: Subject) -> Finding:
     return Finding(
         STRUCTURE.CODE,
         f"'{class_name}' is not a special object Keras writes; the loader will look for a "
         "class of that name and fail",
         _pointer((*path, "class_name")),
         ERROR,
-        layer=owner[1] if owner else None,
+        layer=subject.layer,
         hint="restore the object as Keras wrote it, or re-save the model",
     )

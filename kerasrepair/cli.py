@@ -263,19 +263,18 @@ def _defines(items: list[str]) -> dict[str, str]:
 
 
 def _release(keras: str | None) -> str | None:
-    """--keras X.Y: a release kerasrepair has a schema for, as "X.Y"."""
+    """--keras X.Y (or X.Y.Z): the name of the schema to use, e.g. "3.10"."""
     if keras is None:
         return None
-    from .check import known_minor
-    from .schema import release_minors
+    from .schema import name_for, release_names
 
-    minor = known_minor(keras)
-    if minor is None:
-        known = release_minors()
+    name = name_for(keras)
+    if name is None:
+        known = release_names()
         _usage(
             f"--keras {keras}: no schema for it; kerasrepair knows Keras {known[0]} to {known[-1]}"
         )
-    return minor
+    return name
 
 
 def _codes(value: str | None) -> list[str] | None:

@@ -19,7 +19,8 @@ class Options:
     unsafe_fixes: bool = False
     # --define NAME=VALUE: values for the globals a Lambda's code reads (KR501)
     defines: dict[str, str] = field(default_factory=dict)
-    # --keras X.Y: the release the repaired archive must load in (KR203)
+    # --keras X.Y: the release the repaired archive must load in (KR203), as the
+    # name of its schema (`schema.name_for`)
     keras: str | None = None
 
 

@@ -53,9 +53,9 @@ def _retrieve(uri: str) -> Resource:
     if uri in _FILES_BY_ID:
         return Resource.from_contents(load(_FILES_BY_ID[uri]))
     if uri.startswith(f"{_URN}keras:"):
-        minor = uri.removeprefix(f"{_URN}keras:")
-        if minor in release_minors():
-            return Resource.from_contents(load(f"{RELEASES_DIR}/{minor}.json"))
+        name = uri.removeprefix(f"{_URN}keras:")
+        if name in release_names():
+            return Resource.from_contents(load(f"{RELEASES_DIR}/{name}.json"))
     from referencing.exceptions import NoSuchResource
 
     raise NoSuchResource(ref=uri)
@@ -118,14 +118,40 @@ def metadata_validator() -> Draft202012Validator:
 
 
 @functools.cache
-def release_minors() -> tuple[str, ...]:
-    """The Keras releases with an argument schema, oldest first: ("3.0", ..., "3.15")."""
+def release_names() -> tuple[str, ...]:
+    """The releases with an argument schema, oldest first: "3.0.0", "3.0", ..., "3.15".
+
+    "X.Y" is the newest patch of minor release X.Y; "X.Y.Z" an older patch that
+    resolves or accepts other things (3.0.0 does not know `keras.DTypePolicy`).
+    """
     names = [
         entry.name.removesuffix(".json")
         for entry in _files().joinpath(RELEASES_DIR).iterdir()
         if entry.name.endswith(".json")
     ]
-    return tuple(sorted(names, key=minor_key))
+    return tuple(sorted(names, key=release_key))
+
+
+def release_key(name: str) -> tuple[int, int, float]:
+    """Order of schema names: "3.0.0" < "3.0" (the newest 3.0 patch) < "3.1"."""
+    major, minor = minor_key(name)
+    patch = name.split(".")[2:3]
+    return major, minor, int(patch[0]) if patch and patch[0].isdigit() else float("inf")
+
+
+def name_for(version: str) -> str | None:
+    """The schema to check Keras `version` against: "3.0.0" for 3.0.0 when that
+    patch has its own, else its minor release's ("3.4" for 3.4.0 or 3.4.1);
+    None when there is none (or `version` is not a version)."""
+    names = release_names()
+    version = version.strip()
+    if version in names:
+        return version
+    try:
+        minor = minor_of(version)
+    except ValueError:
+        return None
+    return minor if minor in names else None
 
 
 def minor_of(version: str) -> str:
@@ -143,9 +169,9 @@ def minor_key(version: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ReleaseSchema:
-    """The argument schema of one Keras minor release (`schemas/keras/X.Y.json`)."""
+    """The argument schema of one Keras release (`schemas/keras/X.Y.json`)."""
 
-    minor: str  # "3.4"
+    name: str  # "3.4" (its newest patch), or "3.0.0"
     document: dict[str, Any]
 
     @property
@@ -186,8 +212,8 @@ class ReleaseSchema:
 
 
 @functools.cache
-def release(minor: str) -> ReleaseSchema:
-    """The schema of Keras `minor` ("3.4"); KeyError when there is none."""
-    if minor not in release_minors():
-        raise KeyError(minor)
-    return ReleaseSchema(minor, load(f"{RELEASES_DIR}/{minor}.json"))
+def release(name: str) -> ReleaseSchema:
+    """The schema named `name` ("3.4", "3.0.0"); KeyError when there is none."""
+    if name not in release_names():
+        raise KeyError(name)
+    return ReleaseSchema(name, load(f"{RELEASES_DIR}/{name}.json"))

@@ -42,11 +42,25 @@ def minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def schema_name(version: str) -> str:
+    """The file of a release: "3.4" for the newest patch of 3.4 in RELEASES, "3.0.0"
+    for an older patch (kept where it differs from the newest: 3.0.0)."""
+    newest = max((v for v in RELEASES if minor(v) == minor(version)), key=_key)
+    return minor(version) if version == newest else version
+
+
 def release_for(arg: str) -> str:
-    for version in RELEASES:
-        if arg in (version, minor(version)):
-            return version
-    raise SystemExit(f"unknown release {arg!r}; known: {', '.join(map(minor, RELEASES))}")
+    """The release of "3.0.0" (that patch) or "3.0" (the newest 3.0 patch)."""
+    if arg in RELEASES:
+        return arg
+    patches = [v for v in RELEASES if minor(v) == arg]
+    if not patches:
+        raise SystemExit(f"unknown release {arg!r}; known: {', '.join(map(schema_name, RELEASES))}")
+    return max(patches, key=_key)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -75,7 +89,7 @@ def generate(version: str, log, out_dir: Path = OUT_DIR) -> tuple[str, float, di
         data = json.loads(raw.read_text())
     if data["keras_version"] != version:
         raise RuntimeError(f"venv has keras {data['keras_version']}, wanted {version}")
-    path = out_dir / f"{minor(version)}.json"
+    path = out_dir / f"{schema_name(version)}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_schema(build_schema(data)), encoding="utf-8")
     return version, time.monotonic() - start, data["coverage"]
@@ -85,7 +99,7 @@ def build_schema(data: dict) -> dict:
     version = data["keras_version"]
     return {
         "$schema": SCHEMA_URI,
-        "$id": f"urn:kerasrepair:schemas:keras:{minor(version)}",
+        "$id": f"urn:kerasrepair:schemas:keras:{schema_name(version)}",
         "title": f"Keyword arguments of Keras {version}'s built-in serializable objects",
         "keras_version": version,
         "generated_by": "schemas/generate.py",
@@ -143,7 +157,7 @@ def dump_schema(schema: dict) -> str:
 
 
 def load(arg: str) -> dict:
-    path = OUT_DIR / f"{minor(release_for(arg))}.json"
+    path = OUT_DIR / f"{schema_name(release_for(arg))}.json"
     if not path.is_file():
         raise SystemExit(f"{path} does not exist; generate it first with --releases {arg}")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -240,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{version}: FAILED: {exc}")
                 continue
             log(
-                f"{version}: wrote {args.out / minor(version)}.json in {seconds:.0f} s: "
+                f"{version}: wrote {args.out / schema_name(version)}.json in {seconds:.0f} s: "
                 f"{cov['classes']} classes, {cov['default_instances']} default instances"
             )
     log(f"done in {time.monotonic() - start:.0f} s")

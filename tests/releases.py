@@ -39,6 +39,16 @@ MARKER = ".kerasrepair-env.json"  # written last: an env without it is rebuilt
 # h5py is the newest release with a cp311 wheel built against that numpy. Keras 3.0, 3.1,
 # 3.2 and 3.3 import `packaging` without declaring it (3.4 declares it).
 RELEASES: dict[str, list[str]] = {
+    "3.0.0": [
+        "keras==3.0.0",  # the first Keras 3: unlike 3.0.5, it cannot find keras.DTypePolicy
+        "packaging==24.0",  # imported by keras 3.0, not declared
+        "jax==0.4.23",
+        "jaxlib==0.4.23",
+        "ml-dtypes==0.3.2",
+        "numpy==1.26.4",
+        "scipy==1.12.0",
+        "h5py==3.11.0",
+    ],
     "3.0.5": [
         "keras==3.0.5",
         "packaging==24.0",  # imported by keras 3.0, not declared
@@ -184,7 +194,7 @@ RELEASES: dict[str, list[str]] = {
 # The releases the test suite loads archives in (each a cached env of ~1.3 GB, ~45 s
 # to build): where the repairs and the checks are proven. The others in RELEASES
 # saved fixtures; what they did with them is recorded in fixtures/manifest.json.
-PROVING = ("3.0.5", "3.2.1", "3.3.3", "3.4.1", "3.6.0", "3.7.0", "3.10.0", "3.15.1")
+PROVING = ("3.0.0", "3.0.5", "3.2.1", "3.3.3", "3.4.1", "3.6.0", "3.7.0", "3.10.0", "3.15.1")
 
 STATUSES = ("ok", "load_error", "call_error", "mismatch", "crashed", "timeout", "probe_error")
 

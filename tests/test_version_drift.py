@@ -122,11 +122,22 @@ def test_the_issue_example_3_15_dense_in_3_10():
     assert _rejected(loaded) == ("Dense", "quantization_config")
 
 
-def test_dtype_policy_objects_of_3_6_are_known_to_3_0_5():
-    """Keras 3.0.5 (the newest 3.0) resolves `keras.DTypePolicy`: a 3.6.0 archive
-    whose only novelty is its dtype policy objects is clean, and 3.0.5 loads it."""
+def test_dtype_policy_objects_of_3_6_are_unknown_to_3_0_0_and_known_to_3_0_5():
+    """Keras 3.6 describes every dtype as a `keras.DTypePolicy` object. Keras 3.0.0
+    cannot find that class; 3.0.5 (the newest 3.0, what --keras 3.0 means) can."""
     path = RELEASES / "keras-3.6.0" / "healthy_mlp.keras"
-    assert '"class_name": "DTypePolicy"' in zipfile.ZipFile(path).read("config.json").decode()
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    # the model's own, and each layer's but the InputLayer's (a plain "float32")
+    layers = [f"/layers/{i}/config" for i in range(1, len(config["config"]["layers"]))]
+    policies = sorted(f"/config{p}/dtype/class_name" for p in ["", *layers])
+    found = [f for f in check_archive(path, keras="3.0.0").findings if f.code == "KR205"]
+    assert sorted(f.location for f in found) == policies
+    assert all(f.message.startswith("DTypePolicy in ") for f in found)
+    assert all("load with Keras 3.0.5 or newer" in f.hint for f in found)
+    loaded = probe("3.0.0", path, reference=path.with_suffix(".npz"))
+    assert loaded["status"] == "load_error"
+    assert "Could not locate class 'DTypePolicy'" in f"{loaded['detail']} {loaded['message']}"
+
     assert _errors(check_archive(path, keras="3.0")) == []
     assert probe("3.0.5", path, reference=path.with_suffix(".npz"))["status"] == "ok"
 
@@ -153,6 +164,6 @@ def test_a_class_a_release_does_not_have_is_reported_with_the_release_that_added
     assert finding.location == "/config/layers/1/class_name"
     assert f"{class_name} " in finding.message and "unknown to Keras 3.0" in finding.message
     first = next(
-        m for m in schema.release_minors() if added[0] in schema.release(m).document["names"]
+        m for m in schema.release_names()[1:] if added[0] in schema.release(m).document["names"]
     )
     assert f"load with Keras {first} or newer" in finding.hint

@@ -55,9 +55,9 @@ def detect(ctx: Context) -> list[Finding]:
     if ctx.options.keras is None:
         return []
     from ..check import ObjectChecker, saved_release
-    from ..schema import minor_of, release
+    from ..schema import release
 
-    checker = ObjectChecker(release(minor_of(ctx.options.keras)), saved_release(ctx.archive))
+    checker = ObjectChecker(release(ctx.options.keras), saved_release(ctx.archive))
     return [f for f in checker.findings(ctx.config) if f.code == CODE]
 
 
