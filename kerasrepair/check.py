@@ -93,6 +93,23 @@ that appeared in a later release is unknown to an earlier one:
 `DTypePolicy` object, which Keras 3.0.0 cannot find; 3.0.5 can). Load the archive with a
 release the finding names.""",
 )
+UNKNOWN_ACTIVATION = Rule(
+    "KR208",
+    "unknown-activation",
+    ERROR,
+    "An activation the target Keras release does not have",
+    """\
+Built-in activations are saved by name (`"activation": "celu"`) and looked up
+with `keras.activations.get` when the layer is rebuilt. A name added in a later
+release (celu, glu, hard_tanh, squareplus ... in 3.7; hard_silu in 3.0.5) is
+unknown to an earlier one, and the load fails:
+
+    ValueError: Could not interpret activation function identifier: 'celu'
+
+Only names the release that saved the archive has are checked (a name neither
+release has is a custom activation, registered by the user's code). Load the
+archive with the release the finding names.""",
+)
 CUSTOM_OBJECT = Rule(
     "KR206",
     "custom-object",
@@ -121,7 +138,7 @@ as such; pass --keras X.Y to check against the release you will load with.""",
 
 # KR203 (unknown-argument) is a repair pass too: passes/unknown_arguments.py
 RULES = (STRUCTURE, METADATA_STRUCTURE, MISSING_ARGUMENT, UNKNOWN_CLASS, CUSTOM_OBJECT)
-RULES += (OTHER_RELEASE,)
+RULES += (OTHER_RELEASE, UNKNOWN_ACTIVATION)
 
 # what Keras writes for values that are not JSON; each has a $defs entry of its own
 SPECIAL_OBJECTS = frozenset(
@@ -322,7 +339,30 @@ class ObjectChecker:
         found = []
         for error in self._errors(self.release.ref(key), arguments):
             found += self._argument_findings(path, obj, key, error, subject)
+        for argument, value in arguments.items():
+            if isinstance(value, str) and (
+                argument == "activation" or argument.endswith("_activation")
+            ):
+                found += self._activation(path, argument, value, subject)
         return found
+
+    def _activation(self, path, argument: str, name: str, subject: Subject) -> list[Finding]:
+        """An activation saved by name, which the target release must have too."""
+        function = f"keras.activations.{name}"
+        if self.release.has_function(function) or not self.saved.has_function(function):
+            return []
+        first = self._first_release_with(None, function)
+        return [
+            Finding(
+                UNKNOWN_ACTIVATION.CODE,
+                f"{subject.who} has activation '{name}', unknown to Keras {self.release.name}",
+                _pointer((*path, "config", argument)),
+                ERROR,
+                layer=subject.layer,
+                hint=f'Keras {self.release.name} fails with "Could not interpret activation '
+                f'function identifier"; load with Keras {first} or newer',
+            )
+        ]
 
     def _argument_findings(self, path, obj, key, error, subject: Subject) -> list[Finding]:
         """Findings of one validation error (shared by alike objects: what is
@@ -387,8 +427,8 @@ class ObjectChecker:
         )
 
     def _first_release_with(self, key: str | None, name: str) -> str | None:
-        """The first release after the target that knows class `name` (key None)
-        or argument `name` of class `key`, as the hint says it ("3.13", or
+        """The first release after the target that knows class or function `name`
+        (key None) or argument `name` of class `key`, as the hint says it ("3.13", or
         "3.0.5" after 3.0.0)."""
         memo_key = (key or "", name)
         if memo_key not in self._first_release:
@@ -399,7 +439,7 @@ class ObjectChecker:
                     continue
                 other = schema.release(later)
                 if key is None:
-                    found = name in other.document["names"]
+                    found = name in other.document["names"] or other.has_function(name)
                 else:
                     found = name in other.document["$defs"].get(key, {}).get("properties", {})
                 if found:

@@ -195,6 +195,10 @@ class ReleaseSchema:
             return names.get(f"{module}.{class_name}")
         return self._by_class_name.get(class_name)
 
+    def has_function(self, name: str) -> bool:
+        """Whether the release exports the function `name` ("keras.activations.celu")."""
+        return name in self._functions
+
     def ref(self, key: str) -> str:
         """The `$ref` of a class's argument schema (`<$id>#/$defs/<key>`)."""
         return f"{self.id}#/$defs/{key}"
@@ -209,6 +213,10 @@ class ReleaseSchema:
         for name, key in self.document["names"].items():
             found.setdefault(name.rpartition(".")[2], set()).add(key)
         return {short: keys.pop() for short, keys in found.items() if len(keys) == 1}
+
+    @functools.cached_property
+    def _functions(self) -> frozenset[str]:
+        return frozenset(self.document["functions"])
 
 
 @functools.cache

@@ -15,6 +15,8 @@ from releases import probe
 from conftest import FIXTURES, MODELS
 from kerasrepair import schema
 from kerasrepair.check import check_archive
+from kerasrepair.context import Options
+from kerasrepair.repair import fix_archive
 
 RELEASES = FIXTURES / "releases"
 SAVED = sorted(RELEASES.glob("keras-*/*.keras"))
@@ -167,3 +169,40 @@ def test_a_class_a_release_does_not_have_is_reported_with_the_release_that_added
         m for m in schema.release_names()[1:] if added[0] in schema.release(m).document["names"]
     )
     assert f"load with Keras {first} or newer" in finding.hint
+
+
+def test_an_activation_added_in_3_7_is_reported_for_3_6_which_fails_on_it(keras, saved, tmp_path):
+    """celu, squareplus, ... came in Keras 3.7: 3.6 cannot rebuild a layer using one.
+    `fix --keras 3.6` drops what it can (KR203) and says what is left."""
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(2, activation="celu", name="d"),
+            keras.layers.Activation("squareplus", name="act"),
+        ]
+    )
+    path = saved(model, "celu")
+    found = [f for f in check_archive(path, keras="3.6").findings if f.code == "KR208"]
+    assert [(f.location, f.message) for f in found] == [
+        (
+            "/config/layers/1/config/activation",
+            "Dense 'd' has activation 'celu', unknown to Keras 3.6",
+        ),
+        (
+            "/config/layers/2/config/activation",
+            "Activation 'act' has activation 'squareplus', unknown to Keras 3.6",
+        ),
+    ]
+    assert all("load with Keras 3.7 or newer" in f.hint for f in found)
+    assert not [f for f in check_archive(path, keras="3.7").findings if f.code == "KR208"]
+
+    fixed = tmp_path / "for-3.6.keras"
+    result = fix_archive(path, fixed, options=Options(keras="3.6"))
+    assert result.changes and {c.code for c in result.changes} == {"KR203"}
+    assert [f.code for f in result.remaining] == ["KR208", "KR208"]
+    loaded = probe("3.6.0", fixed)
+    assert loaded["status"] == "load_error"
+    assert "Could not interpret activation function identifier" in (
+        f"{loaded['detail']} {loaded['message']}"
+    )
+    assert probe("3.7.0", fixed)["status"] == "ok"

@@ -50,15 +50,17 @@ load it with a release that has the feature.
 
 
 def detect(ctx: Context) -> list[Finding]:
-    """The arguments the release of `fix --keras` rejects (none without it:
-    an archive's own release accepts what it wrote)."""
+    """What the release of `fix --keras` will reject (nothing without it: an
+    archive's own release accepts what it wrote): the arguments it does not
+    know (KR203), and the rest `check` would report for it (an unknown class,
+    KR205, or activation, KR208), which `fix` reports as left to do."""
     if ctx.options.keras is None:
         return []
     from ..check import ObjectChecker, saved_release
     from ..schema import release
 
     checker = ObjectChecker(release(ctx.options.keras), saved_release(ctx.archive))
-    return [f for f in checker.findings(ctx.config) if f.code == CODE]
+    return [f for f in checker.findings(ctx.config) if f.severity == ERROR]
 
 
 def fixable(saved_default: dict, value) -> bool:
@@ -73,7 +75,7 @@ def apply(ctx: Context, edit: Edit) -> list[Change]:
     saved = saved_release(ctx.archive).keras_version
     changes = []
     for finding in detect(ctx):
-        if finding.fix != SAFE:
+        if finding.code != CODE or finding.fix != SAFE:
             continue
         parent, _, token = finding.location.rpartition("/")
         argument = token.replace("~1", "/").replace("~0", "~")
