@@ -2,7 +2,7 @@
 
     archive ─► structure (config.schema.json, metadata.schema.json)
             ─► every serialized object against the target release (keras/X.Y.json):
-               is its class known there, are its arguments accepted
+               is its class known there, are its arguments and activations
             ─► every repair pass's detect, where the pass says that release breaks
             ─► [Finding]
 
@@ -269,8 +269,9 @@ class ObjectChecker:
     one release's argument schemas.
 
     Validation results are memoized on what a definition constrains (see
-    `_memo_key`): the 816 layers of EfficientNetB7 hold about 3,750 objects but
-    only a few hundred distinct ones in those terms.
+    `_memo_key`): the 816 layers of EfficientNetB7 hold 3,750 objects, of which
+    the 918 keras tensors are validated one by one and the rest fall into 24
+    kinds alike in keys and value types.
     """
 
     def __init__(self, release: schema.ReleaseSchema, saved: schema.ReleaseSchema):
