@@ -273,10 +273,16 @@ def resolve(document: Any, pointer: str) -> Any:
 
 def replace(document: Any, pointer: str, value: Any) -> None:
     """Set the value at a JSON pointer (its parent must exist)."""
+    parent, key = split(document, pointer)
+    parent[key] = value
+
+
+def split(document: Any, pointer: str) -> tuple[Any, Any]:
+    """The container a JSON pointer ends in, and its key (or index) there."""
     parent_pointer, _, token = pointer.rpartition("/")
     parent = resolve(document, parent_pointer)
     token = token.replace("~1", "/").replace("~0", "~")
-    parent[int(token) if isinstance(parent, list) else token] = value
+    return parent, int(token) if isinstance(parent, list) else token
 
 
 def keras_tensor_refs(value: Any) -> list[TensorRef]:

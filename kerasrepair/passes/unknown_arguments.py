@@ -77,9 +77,8 @@ def apply(ctx: Context, edit: Edit) -> list[Change]:
     for finding in detect(ctx):
         if finding.code != CODE or finding.fix != SAFE:
             continue
-        parent, _, token = finding.location.rpartition("/")
-        argument = token.replace("~1", "/").replace("~0", "~")
-        value = graph.resolve(edit.config, parent).pop(argument)
+        arguments, argument = graph.split(edit.config, finding.location)
+        value = arguments.pop(argument)
         changes.append(
             Change(
                 CODE,
