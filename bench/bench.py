@@ -47,6 +47,16 @@ def timed(command: list[str], runs: int, before=None, statuses=(0,)) -> float:
     return statistics.median(times)
 
 
+def peak_rss(command: list[str], before=None) -> float:
+    """The peak resident memory of one run of `command`, in MiB."""
+    if before:
+        before()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024
+
+
 def report(label: str, ours: float, theirs: float, their_label: str) -> None:
     print(
         f"{label:<34} {ours:8.3f} s   {their_label:<30} {theirs:8.3f} s   "
@@ -150,6 +160,8 @@ def main() -> int:
                 clear,
             )
             print(f"kerasrepair fix (1 numpy literal) - cp = {fix - cp_numpy:.3f} s")
+            fix_command = [*kerasrepair, "fix", str(numpy_archive), "-o", str(written)]
+            print(f"kerasrepair fix peak RSS: {peak_rss(fix_command, clear):.0f} MiB")
             report("kerasrepair fix (1 numpy literal)", fix, keras_round_trip, "keras load + save")
     shutil.rmtree(CACHE / "__pycache__", ignore_errors=True)
     return 0

@@ -5,6 +5,7 @@ The Python API mirrors the command line::
     from kerasrepair import open_archive, inspect_archive, write_archive
 
     report = inspect_archive("model.keras")          # what `inspect --json` prints
+    result = fix_archive("broken.keras", "fixed.keras")  # repair, write, check
     with open_archive("model.keras") as archive:     # raises ArchiveError if unsafe
         config = archive.config
         tree = archive.weights()                     # shapes and dtypes, no data
@@ -25,7 +26,9 @@ _EXPORTS = {
     "ArchiveError": "errors",
     "inspect_archive": "inspection",
     "check_archive": "check",
-    "WriteError": "writer",
+    "fix_archive": "api",
+    "RepairError": "errors",
+    "WriteError": "errors",
     "write_archive": "writer",
 }
 

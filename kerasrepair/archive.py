@@ -75,20 +75,39 @@ class Entry:
         return _METHODS.get(self.method, f"method {self.method}")
 
 
-class Archive:
-    """An opened `.keras` archive. Use `open_archive()`; close it when done."""
+@dataclass(frozen=True)
+class ArchiveProblem:
+    """Something odd about an entry that does not stop the archive being read
+    (a missing or unparsable metadata.json)."""
 
-    def __init__(self, path: Path, zf: zipfile.ZipFile, entries: list[Entry]):
+    entry: str
+    message: str
+
+
+class Archive:
+    """An opened `.keras` archive, read once by `open_archive()` and not changed
+    after; close it when done. The weights tree is read on first use."""
+
+    def __init__(
+        self,
+        path: Path,
+        zf: zipfile.ZipFile,
+        entries: list[Entry],
+        config_bytes: bytes,
+        config: dict[str, Any],
+        metadata: dict[str, Any] | None,
+        problems: tuple[ArchiveProblem, ...],
+    ):
         self.path = path
         self.file_size = path.stat().st_size
-        self.entries = entries
+        self.entries = tuple(entries)
         self.comment = zf.comment
+        self.config_bytes = config_bytes
+        self.config = config
+        self.metadata = metadata
+        self.problems = problems
         self._zip = zf
         self._by_name = {e.name: e for e in entries}
-        self.config: dict[str, Any] = {}
-        self.config_bytes = b""
-        self.metadata: dict[str, Any] | None = None
-        self.problems: list[str] = []  # readable but odd: shown as warnings
         self._weights = None
 
     def __enter__(self) -> Archive:
@@ -105,29 +124,7 @@ class Archive:
 
     def read(self, name: str, limit: int | None = None) -> bytes:
         """The decompressed bytes of an entry; zipfile checks its CRC."""
-        entry = self._by_name[name]
-        if limit is not None and entry.size > limit:
-            raise ArchiveError(
-                f"{self.path}:{name}",
-                f"entry declares {entry.size} bytes, over the limit of {limit}",
-                "raise the limit if you trust this file",
-            )
-        try:
-            with self._zip.open(entry.info) as f:
-                data = f.read(entry.size + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise ArchiveError(
-                f"{self.path}:{name}",
-                f"entry is damaged ({e})",
-                "re-save or re-download the archive",
-            ) from None
-        if len(data) != entry.size:
-            raise ArchiveError(
-                f"{self.path}:{name}",
-                f"entry holds {len(data)} bytes but declares {entry.size}",
-                "the archive is damaged; re-save or re-download it",
-            )
-        return data
+        return read_entry(self.path, self._zip, self._by_name[name], limit)
 
     @property
     def keras_version(self) -> str | None:
@@ -158,11 +155,17 @@ class Archive:
         return scratch
 
     def weights(self):
-        """The weights tree (`weights.WeightsTree`), read lazily, metadata only."""
+        """The weights tree (`weights.WeightsTree`), read on first use, metadata only."""
         if self._weights is None:
-            from .weights import read_weights  # h5py costs ~0.2 s to import
+            from . import weights  # h5py costs ~0.2 s to import
 
-            self._weights = read_weights(self)
+            entry = self.weights_entry
+            if entry is None:
+                self._weights = weights.WeightsTree(format="none", entry=None)
+            else:
+                read = weights.read_h5 if entry.name == WEIGHTS_H5 else weights.read_npz
+                where = f"{self.path}:{entry.name}"
+                self._weights = read(self.open_seekable(entry), entry.name, where)
         return self._weights
 
 
@@ -205,36 +208,58 @@ class EntryFile(io.RawIOBase):
         super().close()
 
 
-def open_archive(
-    path: str | os.PathLike, limits: Limits | None = None, known_config: bytes | None = None
-) -> Archive:
-    """Open and validate a `.keras` archive; raise `ArchiveError` if unsafe.
-
-    `known_config`: config.json must hold exactly these bytes, already parsed
-    by the caller (the writer's check of what it wrote); they are not parsed again.
-    """
+def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archive:
+    """Open and validate a `.keras` archive; raise `ArchiveError` if unsafe."""
     limits = limits or Limits()
     path = Path(path)
     head = _read_head(path)
     _recognise_non_zip(path, head)
+    zf = open_zip(path)
     try:
-        zf = zipfile.ZipFile(path)
+        entries = read_entries(path, zf, limits)
+        by_name = {e.name: e for e in entries}
+        config_bytes = _config_bytes(path, zf, by_name, limits)
+        config = parse_config(path, config_bytes, limits)
+        metadata, problems = _metadata(path, zf, by_name.get(METADATA), limits)
+        return Archive(path, zf, entries, config_bytes, config, metadata, problems)
+    except BaseException:
+        zf.close()
+        raise
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """The zip's central directory, or an `ArchiveError` that says why not."""
+    try:
+        return zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
         raise _bad_zip(path, str(e)) from None
     except OSError as e:
         raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
+
+
+def read_entry(path: Path, zf: zipfile.ZipFile, entry: Entry, limit: int | None = None) -> bytes:
+    """The decompressed bytes of an entry; zipfile checks its CRC."""
+    where = f"{path}:{entry.name}"
+    if limit is not None and entry.size > limit:
+        raise ArchiveError(
+            where,
+            f"entry declares {entry.size} bytes, over the limit of {limit}",
+            "raise the limit if you trust this file",
+        )
     try:
-        entries = _check_entries(path, zf, limits)
-        archive = Archive(path, zf, entries)
-        if known_config is None:
-            _load_config(archive, limits)
-        else:
-            _check_known_config(archive, known_config, limits)
-        _load_metadata(archive, limits)
-    except BaseException:
-        zf.close()
-        raise
-    return archive
+        with zf.open(entry.info) as f:
+            data = f.read(entry.size + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ArchiveError(
+            where, f"entry is damaged ({e})", "re-save or re-download the archive"
+        ) from None
+    if len(data) != entry.size:
+        raise ArchiveError(
+            where,
+            f"entry holds {len(data)} bytes but declares {entry.size}",
+            "the archive is damaged; re-save or re-download it",
+        )
+    return data
 
 
 def _read_head(path: Path) -> bytes:
@@ -277,10 +302,11 @@ def _recognise_non_zip(path: Path, head: bytes) -> None:
             "fetch the real file with `git lfs pull`",
         )
     if _HDF5_MAGIC in (head[:8], head[512:520]):
+        named = " named .keras" if path.suffix == ".keras" else ""
         raise ArchiveError(
             str(path),
-            "is a legacy HDF5 Keras model (the .h5 format) named .keras",
-            "rename it to .h5, load it with keras.saving.load_model, then save it again as .keras",
+            f"is a legacy HDF5 Keras model or an HDF5 weights file{named}, not a .keras archive",
+            "load it with the Keras that saved it and save it again as .keras",
         )
     if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
         raise ArchiveError(
@@ -306,7 +332,10 @@ def _bad_zip(path: Path, reason: str) -> ArchiveError:
     )
 
 
-def _check_entries(path: Path, zf: zipfile.ZipFile, limits: Limits) -> list[Entry]:
+def read_entries(path: Path, zf: zipfile.ZipFile, limits: Limits) -> list[Entry]:
+    """Every entry, checked from the central directory and its local header
+    before anything is decompressed: names, duplicates, links, encryption,
+    declared sizes, compression ratios, offsets."""
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise ArchiveError(
@@ -443,62 +472,58 @@ def _descriptor_size(raw: io.BufferedReader, info: zipfile.ZipInfo, data_end: in
     return (4 if signed else 0) + 4 + (16 if zip64 else 8)
 
 
-def _load_config(archive: Archive, limits: Limits) -> None:
-    if archive.entry(CONFIG) is None:
-        prefixes = {
-            e.name[: -len(CONFIG)] for e in archive.entries if e.name.endswith("/" + CONFIG)
-        }
+def _config_bytes(
+    path: Path, zf: zipfile.ZipFile, by_name: dict[str, Entry], limits: Limits
+) -> bytes:
+    entry = by_name.get(CONFIG)
+    if entry is None:
+        prefixes = {name[: -len(CONFIG)] for name in by_name if name.endswith("/" + CONFIG)}
         if len(prefixes) == 1:
             prefix = prefixes.pop()
             raise ArchiveError(
-                str(archive.path),
+                str(path),
                 f"config.json sits under the folder '{prefix}' instead of at the top level",
                 f"re-zip from inside that folder: cd {prefix.rstrip('/')} && "
                 "zip -r -0 ../model.keras .",
             )
-        names = ", ".join(e.name for e in archive.entries[:5]) or "none"
+        names = ", ".join(list(by_name)[:5]) or "none"
         raise ArchiveError(
-            str(archive.path),
+            str(path),
             f"has no config.json (entries: {names})",
             "this is not a Keras v3 archive; weights-only files are named .weights.h5",
         )
-    archive.config_bytes = archive.read(CONFIG, limits.max_json_size)
-    config = _parse_json(archive, CONFIG, archive.config_bytes, limits)
+    return read_entry(path, zf, entry, limits.max_json_size)
+
+
+def parse_config(path: Path, data: bytes, limits: Limits) -> dict[str, Any]:
+    """config.json's bytes as a JSON object, within the limits; else ArchiveError."""
+    config = _parse_json(f"{path}:{CONFIG}", data, limits)
     if not isinstance(config, dict):
         raise ArchiveError(
-            f"{archive.path}:{CONFIG}",
+            f"{path}:{CONFIG}",
             f"holds a JSON {type(config).__name__}, not an object",
             "config.json must be a serialized Keras model ({'class_name': ..., 'config': ...})",
         )
-    archive.config = config
+    return config
 
 
-def _check_known_config(archive: Archive, known: bytes, limits: Limits) -> None:
-    if archive.entry(CONFIG) is None or archive.read(CONFIG, limits.max_json_size) != known:
-        raise ArchiveError(f"{archive.path}:{CONFIG}", "does not hold the config.json written")
-    archive.config_bytes = known
-
-
-def _load_metadata(archive: Archive, limits: Limits) -> None:
+def _metadata(
+    path: Path, zf: zipfile.ZipFile, entry: Entry | None, limits: Limits
+) -> tuple[dict[str, Any] | None, tuple[ArchiveProblem, ...]]:
     """metadata.json is informative only: Keras loads without it, so do we."""
-    if archive.entry(METADATA) is None:
-        archive.problems.append("metadata.json is missing (the Keras version is unknown)")
-        return
+    if entry is None:
+        return None, (ArchiveProblem(METADATA, "is missing (the Keras version is unknown)"),)
     try:
-        metadata = _parse_json(
-            archive, METADATA, archive.read(METADATA, limits.max_json_size), limits
-        )
+        data = read_entry(path, zf, entry, limits.max_json_size)
+        metadata = _parse_json(f"{path}:{METADATA}", data, limits)
     except ArchiveError as e:
-        archive.problems.append(f"{e.what} (metadata.json)")
-        return
+        return None, (ArchiveProblem(METADATA, e.what),)
     if isinstance(metadata, dict):
-        archive.metadata = metadata
-    else:
-        archive.problems.append("metadata.json does not hold a JSON object")
+        return metadata, ()
+    return None, (ArchiveProblem(METADATA, "does not hold a JSON object"),)
 
 
-def _parse_json(archive: Archive, name: str, data: bytes, limits: Limits) -> Any:
-    where = f"{archive.path}:{name}"
+def _parse_json(where: str, data: bytes, limits: Limits) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

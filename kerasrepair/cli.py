@@ -8,15 +8,13 @@ from __future__ import annotations
 import gc
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from . import __version__
-from .errors import ArchiveError
-from .writer import WriteError
+from .errors import ArchiveError, RepairError, WriteError
 
 EXIT_UNREADABLE = 2
 
@@ -96,36 +94,33 @@ def fix(
         str | None,
         typer.Option(
             "--keras",
-            help="Also make it load in this older Keras release (3.10): drop the arguments "
-            "it does not know that are at their defaults (KR203).",
+            help="Repair for this Keras release (3.10 or 3.10.0) and check the result "
+            "against it; default: the release that saved the archive. For an older "
+            "release, arguments it does not know are dropped where at their defaults (KR203).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Repair an archive: every pass that applies, then a verified re-zip."""
+    """Repair an archive: every rule that repairs what it finds, then a verified re-zip."""
+    from .api import fix_archive
     from .context import Options
-    from .repair import fix_archive, fix_in_place, select_passes
 
     if sum((output is not None, in_place, dry_run)) != 1:
         _usage("give exactly one of -o OUT, --in-place or --dry-run")
-    try:
-        passes = select_passes(_codes(only), _codes(skip))
-    except KeyError as e:
-        _usage(f"unknown pass code {e}; `kerasrepair rules` lists them")
-    options = Options(
-        unsafe_fixes=unsafe_fixes, defines=_defines(define or []), keras=_release(keras)
-    )
-    if in_place:
-        result = _or_exit(fix_in_place, path, passes, options)
-    else:
-        result = _or_exit(fix_archive, path, None if dry_run else output, passes, options)
+    if output is not None and _same_file(output, path):
+        _usage(f"-o {output} is the input itself: use --in-place to replace it")
+    options = Options(unsafe_fixes=unsafe_fixes, defines=_defines(define or []), keras=keras)
+    _release(keras)
+    only_codes, skip_codes = _codes(only), _codes(skip) or frozenset()
+    target = path if in_place else output
+    result = _or_exit(fix_archive, path, target, options, only_codes, skip_codes)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         from .render import render_fix
 
         render_fix(result, show_diff=diff)
-    if any(finding.severity == "error" for finding in result.remaining):
+    if result.left:
         raise typer.Exit(1)
 
 
@@ -185,7 +180,7 @@ def check(
     """Validate config.json against the schemas of a Keras release; run every pass's detect."""
     from .check import check_archive
 
-    keras = _release(keras)
+    _release(keras)
     results, unreadable = [], False
     for path in paths:
         try:
@@ -213,72 +208,66 @@ def check(
 
 @app.command()
 def explain(code: Annotated[str, typer.Argument(help="A code, e.g. KR301.")]) -> None:
-    """Explain what a check or pass detects, and how `fix` repairs it."""
-    from .rules import by_code
+    """Explain what a rule detects, and how `fix` repairs it."""
+    from .registry import by_code
 
     try:
-        rule = by_code(code)
+        rule = by_code(code).RULE
     except KeyError:
         _usage(f"unknown code {code!r}; `kerasrepair rules` lists them")
-    typer.echo(f"{rule.CODE} {rule.NAME} (fix: {rule.FIX or 'none'})\n{rule.SUMMARY}\n")
-    typer.echo(rule.EXPLANATION)
+    typer.echo(f"{rule.code} {rule.name} (fix: {rule.fix})\n{rule.summary}\n")
+    typer.echo(rule.explanation)
 
 
 @app.command()
 def rules() -> None:
-    """List every code: the checks of `check` and the repair passes, and their fixes."""
-    from .rules import ALL_RULES, severity
+    """List every rule: its code, name, severity, whether `fix` repairs it, summary."""
+    from .registry import RULES
 
-    for rule in ALL_RULES:
-        typer.echo(
-            f"{rule.CODE}  {rule.NAME:<28} {severity(rule):<8} {rule.FIX or '-':<7} {rule.SUMMARY}"
-        )
+    for rule in sorted(RULES, key=lambda rule: rule.code):
+        typer.echo(f"{rule.code}  {rule.name:<28} {rule.severity:<8} {rule.fix:<9} {rule.summary}")
 
 
 def _defines(items: list[str]) -> dict[str, str]:
-    """--define NAME=VALUE options, checked here so that a typo is a usage error."""
-    import ast
+    """--define NAME=VALUE options; a malformed one is a usage error."""
+    from .context import parse_define
 
     defines = {}
     for item in items:
-        name, equals, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not equals or not name.isidentifier():
-            _usage(f"--define {item!r}: expected NAME=VALUE, e.g. --define CONV_WIDTH=3")
-        if value.startswith("module:"):
-            module = value.removeprefix("module:")
-            if not all(part.isidentifier() for part in module.split(".")):
-                _usage(f"--define {item!r}: {module!r} is not a module name")
-        else:
-            try:
-                ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                _usage(
-                    f"--define {item!r}: {value!r} is not a Python literal (a number, a "
-                    "quoted string, a tuple, list or dict of those, None, True, False) "
-                    "nor module:NAME"
-                )
+        try:
+            name, value = parse_define(item)
+        except ValueError as e:
+            _usage(str(e))
         defines[name] = value
     return defines
 
 
-def _release(keras: str | None) -> str | None:
-    """--keras X.Y (or X.Y.Z): the name of the schema to use, e.g. "3.10"."""
+def _release(keras: str | None) -> None:
+    """--keras X.Y (or X.Y.Z) must name a release kerasrepair has a schema for."""
     if keras is None:
-        return None
-    from .schema import name_for, release_names
+        return
+    from .schema import release_for
 
-    name = name_for(keras)
-    if name is None:
-        known = release_names()
-        _usage(
-            f"--keras {keras}: no schema for it; kerasrepair knows Keras {known[0]} to {known[-1]}"
-        )
-    return name
+    try:
+        release_for(keras)
+    except ValueError as e:
+        _usage(f"--keras {keras}: {e}")
 
 
-def _codes(value: str | None) -> list[str] | None:
-    return [code.strip() for code in value.split(",") if code.strip()] if value else None
+def _codes(value: str | None) -> frozenset[str] | None:
+    from .registry import codes
+
+    try:
+        return codes(value)
+    except KeyError as e:
+        _usage(f"unknown rule code {e}; `kerasrepair rules` lists them")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _usage(message: str) -> None:
@@ -290,6 +279,9 @@ def _or_exit(function, *args: Any) -> Any:
     """Run `function`; turn bad input into one line on stderr and exit 2."""
     try:
         return function(*args)
+    except RepairError as e:
+        _error_line(e)
+        raise typer.Exit(1) from None
     except (ArchiveError, WriteError, OSError) as e:
         _error_line(e)
         raise typer.Exit(EXIT_UNREADABLE) from None
@@ -309,18 +301,9 @@ def _error_line(e: Exception) -> None:
 def main() -> None:
     # A big config is hundreds of thousands of small objects, built once and
     # never cyclic: the cycle collector would only walk them again, during the
-    # run and at exit. So it stays off, and the process ends without tearing
-    # them down, once what it printed is flushed.
+    # run and in the collection at exit, which skips what is frozen.
     gc.disable()
     try:
         app()
-        status = 0
-    except SystemExit as e:
-        if isinstance(e.code, str):
-            print(e.code, file=sys.stderr)
-        status = e.code if isinstance(e.code, int) else int(e.code is not None)
-    except KeyboardInterrupt:
-        status = 130
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    finally:
+        gc.freeze()

@@ -1,17 +1,21 @@
-"""What a repair pass sees (`Context`) and what it records its repair in (`Edit`)."""
+"""What a rule sees: the archive, config.json as the fixes before it left it,
+the options, and the release it is checked for (`Context`)."""
 
 from __future__ import annotations
 
-import json
+import ast
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import graph
+from . import graph, schema
 from .archive import Archive
-from .findings import Change
+from .findings import Finding
 from .graph import ModelGraph
-from .weights_edit import GroupOp
+from .objects import CLASS_CODES, ObjectChecker
+
+if TYPE_CHECKING:
+    from .weights import WeightsTree  # h5py is imported only when weights are read
 
 
 @dataclass(frozen=True)
@@ -19,43 +23,89 @@ class Options:
     unsafe_fixes: bool = False
     # --define NAME=VALUE: values for the globals a Lambda's code reads (KR501)
     defines: dict[str, str] = field(default_factory=dict)
-    # --keras X.Y: the release the repaired archive must load in (KR203), as the
-    # name of its schema (`schema.name_for`)
+    # --keras X.Y: the release to check and repair for ("3.10", "3.10.0");
+    # None: the release that saved the archive
     keras: str | None = None
 
 
 DEFAULTS = Options()
 
 
-@dataclass
-class Edit:
-    """The repaired config.json, built up pass by pass, and the operations on
-    the weight groups of model.weights.h5, applied in order by the writer's
-    caller (`weights_edit.edited_weights`); no file is touched."""
-
-    config: dict[str, Any]
-    changes: list[Change] = field(default_factory=list)
-    weight_ops: list[GroupOp] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, archive: Archive) -> Edit:
-        # a fresh parse: several times faster than copy.deepcopy of a big config
-        return cls(config=json.loads(archive.config_bytes))
+def parse_define(item: str) -> tuple[str, str]:
+    """One `--define NAME=VALUE`: VALUE a Python literal or `module:NAME`.
+    ValueError says what is wrong with it."""
+    name, equals, value = item.partition("=")
+    name, value = name.strip(), value.strip()
+    if not equals or not name.isidentifier():
+        raise ValueError(f"--define {item!r}: expected NAME=VALUE, e.g. --define CONV_WIDTH=3")
+    if value.startswith("module:"):
+        module = value.removeprefix("module:")
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ValueError(f"--define {item!r}: {module!r} is not a module name")
+        return name, value
+    try:
+        ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise ValueError(
+            f"--define {item!r}: {value!r} is not a Python literal (a number, a quoted "
+            "string, a tuple, list or dict of those, None, True, False) nor module:NAME"
+        ) from None
+    return name, value
 
 
 @dataclass(frozen=True)
 class Context:
-    """The archive, and config.json as the passes before this one left it.
+    """The archive, config.json as the fixes before this one left it, and the
+    weights tree as their group operations leave it.
 
-    `detect` only reads `config`; `apply` changes `edit.config` (the same dict).
+    `detect` only reads; `apply` changes `edit.config`, and the runner makes a
+    new context for the next rule. What is derived from the config (the
+    graph, the object walk) is computed once per context.
     """
 
     archive: Archive
     config: dict[str, Any]
     options: Options = DEFAULTS
+    # the weights after the group operations recorded so far; None: the archive's
+    edited_weights: WeightsTree | None = None
+
+    @cached_property
+    def target(self) -> schema.ReleaseSchema:
+        """The release checked for: `--keras`, else the one that saved the archive
+        (the newest kerasrepair knows when it has no schema for that one)."""
+        if self.options.keras is not None:
+            return schema.release_for(self.options.keras)
+        return self.saved
+
+    @cached_property
+    def saved(self) -> schema.ReleaseSchema:
+        return schema.saved_release(self.archive.keras_version)
 
     @cached_property
     def graph(self) -> ModelGraph:
-        """The graph of `config`, built once per pass (apply changes the config
-        only after its own detect has read it)."""
         return graph.build(self.config)
+
+    @cached_property
+    def objects(self) -> list[Finding]:
+        """Every serialized object against the target release (`objects`), in
+        the codes of the rules that report them."""
+        return ObjectChecker(self.target, self.saved).findings(self.config)
+
+    @cached_property
+    def classes(self) -> list[Finding]:
+        """What the object walk says of classes alone (KR205, KR206): no validation,
+        for `inspect`, which shows custom objects but checks nothing."""
+        return ObjectChecker(self.target, self.saved, validate=False).findings(self.config)
+
+    def objects_of(self, code: str) -> list[Finding]:
+        """The object walk's findings of one code (the class codes from the cheap
+        walk, unless the whole walk is done already)."""
+        walked = self.__dict__.get("objects")
+        if walked is None:
+            walked = self.classes if code in CLASS_CODES else self.objects
+        return [finding for finding in walked if finding.code == code]
+
+    def weights(self) -> WeightsTree:
+        if self.edited_weights is not None:
+            return self.edited_weights
+        return self.archive.weights()

@@ -22,9 +22,22 @@ SEQUENTIAL = "sequential"
 SUBCLASSED = "subclassed"
 
 
+# `keras.ops` calls in a Functional graph are serialized as operations of these
+# modules (not layers), which the loader imports by module name
+OPERATIONS = "keras.src.ops."
+
+
+def is_builtin(module: str | None) -> bool:
+    """Whether a serialized object is Keras's own: its module is `keras` or
+    under it. Without a module (configs written before Keras 3 named it) the
+    class is looked up among Keras's own, so it counts as built in."""
+    return module is None or module == "keras" or str(module).startswith("keras.")
+
+
 @dataclass(frozen=True)
 class TensorRef:
-    """A tensor in a Functional graph: output `tensor_index` of call `node_index`."""
+    """A tensor in a Functional graph, as Keras's `keras_history` names it:
+    output `tensor_index` of the node `node_index` of layer `layer`."""
 
     layer: str
     node_index: int
@@ -32,8 +45,8 @@ class TensorRef:
 
 
 @dataclass
-class CallNode:
-    """One call of a layer: the tensors it was called on."""
+class Node:
+    """One call of a layer (Keras's node): the tensors it was called on."""
 
     inputs: list[TensorRef]
     form: str  # "dict" (Keras 3) or "list" (legacy)
@@ -41,14 +54,16 @@ class CallNode:
 
 
 @dataclass
-class LayerInfo:
+class Layer:
+    """A layer of a model's config: its calls, and where Keras stores its weights."""
+
     name: str
     class_name: str
     module: str | None
     registered_name: str | None
     pointer: str  # JSON pointer of the layer in config.json
     config: dict[str, Any] = field(repr=False)
-    nodes: list[CallNode] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
     weights_path: str | None = None  # e.g. "layers/dense_1"
     submodel: ModelGraph | None = None
 
@@ -69,7 +84,7 @@ class LayerInfo:
     def is_operation(self) -> bool:
         """A `keras.ops` function in a Functional graph, not a layer: it is not
         in `model.layers` and takes no weight-group name."""
-        return (self.module or "").startswith("keras.src.ops")
+        return (self.module or "").startswith(OPERATIONS)
 
 
 @dataclass
@@ -80,7 +95,7 @@ class ModelGraph:
     registered_name: str | None
     kind: str  # FUNCTIONAL, SEQUENTIAL or SUBCLASSED
     pointer: str
-    layers: list[LayerInfo] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
     inputs: list[TensorRef] = field(default_factory=list)
     outputs: list[TensorRef] = field(default_factory=list)
 
@@ -154,11 +169,11 @@ def _model(serialized: dict[str, Any], pointer: str, weights_prefix: str) -> Mod
     return model
 
 
-def _layer(serialized: dict[str, Any], pointer: str) -> LayerInfo:
+def _layer(serialized: dict[str, Any], pointer: str) -> Layer:
     inner = serialized.get("config")
     inner = inner if isinstance(inner, dict) else {}
     name = serialized.get("name", inner.get("name"))
-    layer = LayerInfo(
+    layer = Layer(
         name=str(name),
         class_name=str(serialized.get("class_name")),
         module=serialized.get("module"),
@@ -171,9 +186,9 @@ def _layer(serialized: dict[str, Any], pointer: str) -> LayerInfo:
         for index, node in enumerate(nodes):
             node_pointer = f"{pointer}/inbound_nodes/{index}"
             if isinstance(node, dict):
-                layer.nodes.append(CallNode(keras_tensor_refs(node), "dict", node_pointer))
+                layer.nodes.append(Node(keras_tensor_refs(node), "dict", node_pointer))
             elif isinstance(node, list):
-                layer.nodes.append(CallNode(_tensor_refs(node), "list", node_pointer))
+                layer.nodes.append(Node(_tensor_refs(node), "list", node_pointer))
     return layer
 
 
@@ -195,7 +210,7 @@ def _chain_sequential(model: ModelGraph) -> None:
             model.inputs = [previous]
             continue
         inputs = [previous] if previous else []
-        layer.nodes = [CallNode(inputs, "sequential", layer.pointer)]
+        layer.nodes = [Node(inputs, "sequential", layer.pointer)]
         previous = TensorRef(layer.name, 0, 0)
     model.outputs = [previous] if previous else []
 
@@ -263,28 +278,6 @@ def keras_layer_order(model: ModelGraph) -> list[str]:
     return reached + [layer.name for layer in model.layers if layer.name not in layer_depth]
 
 
-def resolve(document: Any, pointer: str) -> Any:
-    """The value at a JSON pointer (RFC 6901) such as `/config/layers/3`."""
-    for token in pointer.split("/")[1:]:
-        token = token.replace("~1", "/").replace("~0", "~")
-        document = document[int(token)] if isinstance(document, list) else document[token]
-    return document
-
-
-def replace(document: Any, pointer: str, value: Any) -> None:
-    """Set the value at a JSON pointer (its parent must exist)."""
-    parent, key = split(document, pointer)
-    parent[key] = value
-
-
-def split(document: Any, pointer: str) -> tuple[Any, Any]:
-    """The container a JSON pointer ends in, and its key (or index) there."""
-    parent_pointer, _, token = pointer.rpartition("/")
-    parent = resolve(document, parent_pointer)
-    token = token.replace("~1", "/").replace("~0", "~")
-    return parent, int(token) if isinstance(parent, list) else token
-
-
 def keras_tensor_refs(value: Any) -> list[TensorRef]:
     """Every `__keras_tensor__` in a dict-form node, in order."""
     return [_ref(history) for history in _keras_histories(value)]
@@ -292,7 +285,7 @@ def keras_tensor_refs(value: Any) -> list[TensorRef]:
 
 def tensor_histories(node: Any) -> list[list]:
     """The `[layer, node_index, tensor_index, ...]` lists of a call node, in
-    either form, in the order of its `CallNode.inputs`: edit them in place to
+    either form, in the order of its `Node.inputs`: edit them in place to
     rewire the call."""
     return list(_keras_histories(node) if isinstance(node, dict) else _legacy_histories(node))
 

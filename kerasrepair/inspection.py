@@ -8,12 +8,26 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import graph
+from . import graph, registry
 from .archive import Archive, Limits, open_archive
-from .graph import LayerInfo, ModelGraph, TensorRef
-from .weights import OPTIMIZER, WeightsTree
+from .context import Context
+from .findings import Finding
+from .graph import Layer, ModelGraph, TensorRef
+from .weights import WeightsTree
 
 REPORT_VERSION = 1
+
+# The rules whose findings are `inspect`'s warnings, and the `kind` each has in
+# the report (KR206 on a subclassed model itself is `subclassed_model`).
+WARNING_KINDS = {
+    "KR202": "archive",
+    "KR206": "custom_object",
+    "KR303": "described_twice",
+    "KR402": "unclaimed_weights",
+    "KR502": "lambda_layer",
+    "KR901": "weights_problem",
+    "KR902": "pickled_weights",
+}
 
 
 def inspect_archive(path: str | os.PathLike, limits: Limits | None = None) -> dict[str, Any]:
@@ -23,9 +37,9 @@ def inspect_archive(path: str | os.PathLike, limits: Limits | None = None) -> di
 
 
 def describe(archive: Archive) -> dict[str, Any]:
-    model = graph.build(archive.config)
+    ctx = Context(archive, archive.config)
+    model = ctx.graph
     weights = archive.weights()
-    warnings: list[dict[str, str]] = []
     report = {
         "report_version": REPORT_VERSION,
         "path": str(archive.path),
@@ -47,12 +61,12 @@ def describe(archive: Archive) -> dict[str, Any]:
         "model": _model(model, weights),
         "weights": _weights(archive, weights),
         "assets": [e.name for e in archive.asset_entries if not e.name.endswith("/")],
-        "warnings": warnings,
+        "warnings": [
+            _warning(finding, model)
+            for code in WARNING_KINDS
+            for finding in registry.by_code(code).detect(ctx)
+        ],
     }
-    warnings.extend(_warning("archive", "", problem) for problem in archive.problems)
-    warnings.extend(_layer_warnings(model))
-    warnings.extend(_described_twice(archive.config, model, weights))
-    warnings.extend(_weights_warnings(model, weights))
     return report
 
 
@@ -69,7 +83,7 @@ def _model(model: ModelGraph, weights: WeightsTree) -> dict[str, Any]:
     }
 
 
-def _layer(layer: LayerInfo, weights: WeightsTree) -> dict[str, Any]:
+def _layer(layer: Layer, weights: WeightsTree) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": layer.name,
         "class_name": layer.class_name,
@@ -85,7 +99,7 @@ def _layer(layer: LayerInfo, weights: WeightsTree) -> dict[str, Any]:
     return row
 
 
-def _params(layer: LayerInfo, weights: WeightsTree) -> int | None:
+def _params(layer: Layer, weights: WeightsTree) -> int | None:
     """The layer's parameters as stored; None when the file cannot tell."""
     if weights.pickled:
         return None
@@ -135,123 +149,17 @@ def _optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _layer_warnings(model: ModelGraph) -> list[dict[str, str]]:
-    warnings = []
-    if model.kind == graph.SUBCLASSED:
-        warnings.append(
-            _warning(
-                "subclassed_model",
-                "",
-                f"'{model.class_name}' is a subclassed model: its layers are built by "
-                f"its own code ({model.module or 'module unknown'}), which the loader "
-                "must be able to import",
-            )
-        )
-    for layer in model.walk():
-        if layer.class_name == "Lambda":
-            warnings.append(_warning("lambda_layer", layer.pointer, _lambda_message(layer)))
-        if not _is_keras_module(layer.module):
-            warnings.append(
-                _warning(
-                    "custom_object",
-                    layer.pointer,
-                    f"layer '{layer.name}' is a custom class "
-                    f"'{layer.registered_name or layer.class_name}' from module "
-                    f"'{layer.module}': pass it to load_model(custom_objects=...) "
-                    "or import the module that registers it",
-                )
-            )
-    return warnings
-
-
-# Names whose use in saved code deserves a second look before loading it.
-RISKY_NAMES = frozenset(
-    {"exec", "eval", "compile", "__import__", "open", "os", "getattr", "globals", "breakpoint"}
-)
-
-
-def _lambda_message(layer: LayerInfo) -> str:
-    """What the Lambda's saved code is, read from its bytes (never loaded)."""
-    message = f"Lambda layer '{layer.name}' holds serialized Python code"
-    function = layer.config.get("function")
-    if isinstance(function, dict) and function.get("class_name") == "__lambda__":
-        from . import bytecode
-
-        try:
-            code = bytecode.read_lambda(str((function.get("config") or {}).get("code", "")))
-        except bytecode.MarshalError as e:
-            return f"{message} that cannot be read ({e})"
-        message = f"{message} (Python {code.python}, {code.filename}:{code.first_line})"
-        if code.missing:
-            message += f"; it reads globals the archive does not save: {', '.join(code.missing)}"
-        risky = sorted(RISKY_NAMES.intersection(code.globals_read))
-        if risky:
-            message += f"; it calls {', '.join(risky)}: load it only if you trust its source"
-    return f"{message}. It loads only with safe_mode=False, in the Python version that saved it"
-
-
-def _described_twice(
-    config: dict[str, Any], model: ModelGraph, weights: WeightsTree
-) -> list[dict[str, str]]:
-    """One layer object described at two levels (KR303, the VAE case): the
-    loader builds two layers, and the copy whose weight group is empty gets
-    no weights."""
-    from .passes import described_twice
-
-    return [
-        _warning("described_twice", found.empty[0].pointer, described_twice.message(found, weights))
-        for found in described_twice.described_twice(config, model, lambda: weights)
-    ]
-
-
-def _weights_warnings(model: ModelGraph, weights: WeightsTree) -> list[dict[str, str]]:
-    warnings = [
-        _warning("weights_problem", f"{weights.entry}:{p.path}", p.what) for p in weights.problems
-    ]
-    if weights.pickled:
-        warnings.append(
-            _warning(
-                "pickled_weights",
-                str(weights.entry),
-                f"{len(weights.pickled)} entries of {weights.entry} are pickled object "
-                "arrays; kerasrepair never unpickles, so their variables are not described",
-            )
-        )
-    if model.kind == graph.SUBCLASSED:
-        return warnings  # weight paths follow attribute names, unknown here
-    claimed = {layer.weights_path for layer in model.walk() if layer.weights_path}
-    unclaimed = sorted(
-        group
-        for group in {path.removesuffix("/vars") for path in weights.var_groups}
-        if group != "vars"
-        and not (group + "/").startswith(OPTIMIZER)
-        and not _under_any(group, claimed)
-        and weights.params_under(group)
-    )
-    for group in unclaimed:
-        warnings.append(
-            _warning(
-                "unclaimed_weights",
-                f"{weights.entry}:{group}",
-                f"weights at '{group}' ({weights.params_under(group)} values) belong to "
-                "no layer of config.json: the loader will not restore them",
-            )
-        )
-    return warnings
-
-
-def _under_any(group: str, prefixes: set[str]) -> bool:
-    parts = group.split("/")
-    return any("/".join(parts[:end]) in prefixes for end in range(1, len(parts) + 1))
-
-
-def _is_keras_module(module: Any) -> bool:
-    return module is None or (isinstance(module, str) and module.split(".")[0] == "keras")
-
-
 def _ref_text(ref: TensorRef) -> str:
     return f"{ref.layer}[{ref.node_index}][{ref.tensor_index}]"
 
 
-def _warning(kind: str, location: str, message: str) -> dict[str, str]:
-    return {"kind": kind, "location": location, "message": message}
+def _warning(finding: Finding, model: ModelGraph) -> dict[str, str]:
+    kind = WARNING_KINDS[finding.code]
+    if kind == "custom_object" and finding.location == "" and model.kind == graph.SUBCLASSED:
+        kind = "subclassed_model"
+    return {
+        "kind": kind,
+        "code": finding.code,
+        "location": finding.location,
+        "message": finding.message,
+    }

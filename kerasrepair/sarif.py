@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .findings import ERROR, NOTE, WARNING
-from .rules import ALL_RULES, severity
+from .registry import RULES
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 VERSION = "2.1.0"
@@ -21,7 +21,7 @@ _LEVELS = {ERROR: "error", WARNING: "warning", NOTE: "note"}
 
 def to_sarif(results) -> dict[str, Any]:
     """The SARIF log of `check` results (`check.CheckResult`s)."""
-    index = {rule.CODE: i for i, rule in enumerate(ALL_RULES)}
+    index = {rule.code: i for i, rule in enumerate(RULES)}
     artifacts, sarif_results = [], []
     for number, result in enumerate(results):
         uri = Path(result.path).as_posix()
@@ -38,7 +38,7 @@ def to_sarif(results) -> dict[str, Any]:
                         "name": "kerasrepair",
                         "version": __version__,
                         "semanticVersion": __version__,
-                        "rules": [_rule(rule) for rule in ALL_RULES],
+                        "rules": [_rule(rule) for rule in RULES],
                     }
                 },
                 "artifacts": artifacts,
@@ -57,13 +57,13 @@ def to_sarif(results) -> dict[str, Any]:
 
 def _rule(rule) -> dict[str, Any]:
     return {
-        "id": rule.CODE,
-        "name": rule.NAME,
-        "shortDescription": {"text": rule.SUMMARY},
-        "fullDescription": {"text": rule.EXPLANATION},
-        "help": {"text": rule.EXPLANATION},
-        "defaultConfiguration": {"level": _LEVELS[severity(rule)]},
-        "properties": {"fix": rule.FIX or "none"},
+        "id": rule.code,
+        "name": rule.name,
+        "shortDescription": {"text": rule.summary},
+        "fullDescription": {"text": rule.explanation},
+        "help": {"text": rule.explanation},
+        "defaultConfiguration": {"level": _LEVELS[rule.severity]},
+        "properties": {"fix": rule.fix},
     }
 
 

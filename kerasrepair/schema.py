@@ -108,6 +108,63 @@ def type_only_properties(ref: str) -> dict[str, bool] | None:
     return found
 
 
+# What a schema may say for a clean result to hold for every instance alike in
+# `objects.signature`: structure, JSON types, and the few value bounds the
+# signature records (an integer's sign, a string's emptiness).
+_SIGNATURE_KEYWORDS = _ANNOTATIONS | {
+    "type",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "prefixItems",
+    "minItems",
+    "maxItems",
+    "anyOf",
+    "$ref",
+}
+
+
+@functools.cache
+def signature_decides(ref: str) -> bool:
+    """Whether the schema at `ref` judges an instance by what its signature
+    keeps (keys, list lengths, JSON types, numbers' signs, strings'
+    emptiness, `objects.signature`): then an instance alike in signature to a
+    valid one is valid too. `minimum` may only be 0 and `minLength` only 1; a
+    `const` only on the `class_name` of a special object, which is what its
+    `$defs` entry was chosen by."""
+    uri, _, fragment = ref.partition("#")
+    seen: set[str] = set()
+
+    def decides(node, chosen_by_class_name: bool = False) -> bool:
+        if isinstance(node, bool):
+            return True
+        if not isinstance(node, dict):
+            return False
+        for keyword, value in node.items():
+            bound = keyword == "minimum" and value == 0 or keyword == "minLength" and value == 1
+            if keyword not in _SIGNATURE_KEYWORDS and not bound:
+                return False
+        target = node.get("$ref")
+        if target is not None:
+            if not target.startswith("#/$defs/"):
+                return False
+            if target not in seen:
+                seen.add(target)
+                if not decides(resolve(f"{uri}{target}")):
+                    return False
+        properties = dict(node.get("properties", {}))
+        class_name = properties.pop("class_name", None) if chosen_by_class_name else None
+        if isinstance(class_name, dict) and set(class_name) - _ANNOTATIONS - {"const", "type"}:
+            return False
+        children = [*properties.values(), *node.get("prefixItems", ()), *node.get("anyOf", ())]
+        children += [node[key] for key in ("items", "additionalProperties") if key in node]
+        return all(decides(child) for child in children)
+
+    special = uri == CONFIG_ID and fragment.rpartition("/")[2].startswith("__")
+    return decides(resolve(ref), chosen_by_class_name=special)
+
+
 def config_validator() -> Draft202012Validator:
     """config.json as a whole (a `$defs` entry, e.g. `__numpy__`: `validator(ref)`)."""
     return validator(CONFIG_ID)
@@ -225,3 +282,30 @@ def release(name: str) -> ReleaseSchema:
     if name not in release_names():
         raise KeyError(name)
     return ReleaseSchema(name, load(f"{RELEASES_DIR}/{name}.json"))
+
+
+def release_for(version: str) -> ReleaseSchema:
+    """The schema to check Keras `version` against ("3.10" or "3.10.0": the
+    3.10 schema; "3.0.0": its own); ValueError when kerasrepair has none. The
+    one reading of a `--keras X.Y`, for the API and the CLI alike."""
+    name = name_for(str(version))
+    if name is None:
+        known = release_names()
+        raise ValueError(
+            f"no schema for Keras {version}; kerasrepair knows Keras {known[0]} to {known[-1]}"
+        )
+    return release(name)
+
+
+def saved_release(keras_version: str | None) -> ReleaseSchema:
+    """The schema of the release that saved an archive (its arguments' defaults),
+    or the newest one when kerasrepair has none for it."""
+    return release(name_for(keras_version or "") or release_names()[-1])
+
+
+def breaks_in(span: tuple[str, str] | None, release: ReleaseSchema) -> bool:
+    """Whether `release` is in a rule's `breaks_in` span (None: every release)."""
+    if span is None:
+        return True
+    first, last = span
+    return minor_key(first) <= minor_key(release.name) <= minor_key(last)

@@ -1,9 +1,10 @@
-"""The weights of an archive, described without reading the weight data.
+"""The weights tree of a file object, described without reading the weight data.
 
-`model.weights.h5` is opened with h5py straight from the archive file at the
-entry's offset (Keras stores it uncompressed), so listing a 1000-variable model
-reads only HDF5 metadata. Links that lead elsewhere (soft and external links,
-external storage, virtual datasets) are reported, never followed.
+`model.weights.h5` is opened with h5py from a seekable file object (the archive
+hands one over the entry's bytes in place: Keras stores it uncompressed), so
+listing a 1000-variable model reads only HDF5 metadata. Links that lead
+elsewhere (soft and external links, external storage, virtual datasets) are
+reported, never followed.
 
 `model.weights.npz` holds pickled object arrays (Keras saves a dict per
 layer); pickles are never loaded, so only its keys are listed.
@@ -11,18 +12,20 @@ layer); pickles are never loaded, so only its keys are listed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
 import re
 import zipfile
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import h5py
 import numpy as np
 from h5py import h5a, h5d, h5l, h5o
 
-from .archive import WEIGHTS_H5, WEIGHTS_NPZ, Archive, Entry
+from .edit import CopyGroup, DeleteGroup, GroupOp, SetLayerName
 from .errors import ArchiveError
 
 OPTIMIZER = "optimizer/"
@@ -87,27 +90,62 @@ class WeightsTree:
             self._params_by_group = totals
         return self._params_by_group.get(group.rstrip("/"), 0)
 
+    def edited(self, ops: list[GroupOp]) -> WeightsTree:
+        """The tree the group operations `ops` leave, computed from the paths
+        alone (what `weights_edit.apply_ops` does to the file, which the writer
+        checks against this)."""
+        variables = {v.path: v for v in self.variables}
+        groups = dict(self.var_groups)
+        for op in ops:
+            if isinstance(op, SetLayerName):
+                key = f"{op.group}/vars"
+                if groups.get(key) is not None:
+                    groups[key] = op.layer_name
+                continue
+            source = op.path if isinstance(op, DeleteGroup) else op.source
+            if not any(_under(path, source) for path in (*variables, *groups)):
+                continue  # as in the file: Keras stored nothing there
+            moved_variables = {p: v for p, v in variables.items() if _under(p, source)}
+            moved_groups = {p: n for p, n in groups.items() if _under(p, source)}
+            if not isinstance(op, CopyGroup):
+                for path in moved_variables:
+                    del variables[path]
+                for path in moved_groups:
+                    del groups[path]
+            if isinstance(op, DeleteGroup):
+                continue
+            if any(_under(path, op.target) for path in (*variables, *groups)):
+                raise ValueError(f"{op.describe()}: {op.target} exists already")
+            for path, variable in moved_variables.items():
+                new = op.target + path[len(source) :]
+                variables[new] = dataclasses.replace(variable, path=new)
+            for path, name in moved_groups.items():
+                groups[op.target + path[len(source) :]] = name
+        tree = WeightsTree(
+            format=self.format,
+            entry=self.entry,
+            variables=sorted(variables.values(), key=lambda v: _natural_key(v.path)),
+            var_groups=dict(sorted(groups.items(), key=lambda item: _natural_key(item[0]))),
+            problems=list(self.problems),
+            optimizer_iterations=self.optimizer_iterations
+            if any(p.startswith(OPTIMIZER) for p in variables)
+            else None,
+            pickled=list(self.pickled),
+        )
+        return tree
 
-def read_weights(archive: Archive) -> WeightsTree:
-    entry = archive.entry(WEIGHTS_H5)
-    if entry is not None:
-        return _read_h5(archive, entry)
-    entry = archive.entry(WEIGHTS_NPZ)
-    if entry is not None:
-        return _read_npz(archive, entry)
-    return WeightsTree(format="none", entry=None)
 
-
-def _read_h5(archive: Archive, entry: Entry) -> WeightsTree:
-    tree = WeightsTree(format="h5", entry=entry.name)
+def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:
+    """The tree of the HDF5 weights in `file` (seekable); `where` names it in errors."""
+    tree = WeightsTree(format="h5", entry=entry)
     # HDF5 reads its metadata in many small pieces: a page-sized read-ahead
     # saves round trips through Python without pulling in weight data.
-    with io.BufferedReader(archive.open_seekable(entry), 4096) as raw:
+    with io.BufferedReader(file, 4096) as raw:
         try:
             h5 = h5py.File(raw, "r")
         except OSError as e:
             raise ArchiveError(
-                f"{archive.path}:{entry.name}",
+                where,
                 f"is not a readable HDF5 file ({e})",
                 "the weights are damaged; re-save the model",
             ) from None
@@ -116,12 +154,16 @@ def _read_h5(archive: Archive, entry: Entry) -> WeightsTree:
     return tree
 
 
-def read_weights_file(path: str | os.PathLike) -> WeightsTree:
-    """The tree of a `model.weights.h5` file on disk, e.g. an edited scratch copy."""
-    tree = WeightsTree(format="h5", entry=WEIGHTS_H5)
+def read_h5_file(path: str | os.PathLike, entry: str) -> WeightsTree:
+    """The tree of an HDF5 weights file on disk, e.g. an edited scratch copy."""
+    tree = WeightsTree(format="h5", entry=entry)
     with h5py.File(path, "r") as h5:
         _read_tree(h5, tree)
     return tree
+
+
+def _under(path: str, group: str) -> bool:
+    return path == group or path.startswith(group + "/")
 
 
 def _read_tree(h5: h5py.File, tree: WeightsTree) -> None:
@@ -207,14 +249,16 @@ def _read_iterations(h5: h5py.File, tree: WeightsTree) -> None:
         tree.optimizer_iterations = int(h5[first.path][()])
 
 
-def _read_npz(archive: Archive, entry: Entry) -> WeightsTree:
-    tree = WeightsTree(format="npz", entry=entry.name)
-    with archive.open_seekable(entry) as raw:
+def read_npz(file: BinaryIO, entry: str, where: str) -> WeightsTree:
+    """The tree of the `.npz` weights in `file`: keys, shapes and dtypes from
+    the `.npy` headers; object arrays (pickles) are listed, never loaded."""
+    tree = WeightsTree(format="npz", entry=entry)
+    with file as raw:
         try:
             npz = zipfile.ZipFile(raw)
         except zipfile.BadZipFile as e:
             raise ArchiveError(
-                f"{archive.path}:{entry.name}",
+                where,
                 f"is not a readable .npz file ({e})",
                 "the weights are damaged; re-save the model",
             ) from None

@@ -1,29 +1,46 @@
-"""Building a new archive from an opened one plus replaced entries.
+"""Writing: from an `Edit` (or replaced entries) to a verified archive on disk.
 
-Entries that are not replaced are copied as raw bytes (local header and
-compressed data, never decompressed), in the kernel where it can. The output
-goes to a temporary file in the target's directory, is re-opened and checked
-(structure, config, every CRC), and only then renamed over the target: a
-failure leaves nothing at the target path. When the rename replaces a file,
-the data is forced to disk (fsync) first. The same input
-and replacements always give the same bytes.
+`write_edit` owns the output of `fix`: config.json serialised as Keras writes
+it, the weights scratch file for group operations, the `--in-place` backup.
+`write_archive` builds the new zip: entries that are not replaced are copied
+as raw bytes (local header and compressed data, never decompressed), in the
+kernel where it can. The output goes to a temporary file in the target's
+directory, is re-opened and checked (every entry's place and size, config.json,
+every CRC, read in bounded chunks on two threads), and only then renamed over
+the target: a failure leaves nothing at the target path. When the rename
+replaces a file, the data is forced to disk (fsync) first. The same input and
+replacements always give the same bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import mmap
+import glob
 import os
+import secrets
 import shutil
 import struct
-import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .archive import CONFIG, Archive, Entry, Limits, open_archive
-from .errors import ArchiveError
+from .archive import (
+    CONFIG,
+    WEIGHTS_H5,
+    Archive,
+    Entry,
+    Limits,
+    open_zip,
+    parse_config,
+    read_entries,
+    read_entry,
+)
+from .edit import Edit
+from .errors import ArchiveError, WriteError
 
 # Entries the writer adds (not replacing one) get this fixed date, for
 # byte-identical output.
@@ -31,8 +48,46 @@ FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _ZIP64_EXTRA = 0x0001
 
 
-class WriteError(Exception):
-    """The new archive failed its check after writing; nothing was written."""
+_CHUNK = 4 << 20  # bytes read at a time when checking CRCs: memory stays bounded
+STALE_AFTER = 600  # seconds after which a temporary of the target is a killed run's
+BACKUP_SUFFIX = ".kerasrepair-backup"
+
+
+def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
+    """Write `archive` with `edit` applied to `target` (which may be the
+    archive's own path: `--in-place`).
+
+    config.json is replaced when the edit changed anything; model.weights.h5
+    when it holds group operations, applied to a scratch copy beside the target
+    and checked against the weights tree `fix` predicted. For `--in-place`, a
+    hard-linked backup `PATH.kerasrepair-backup` stays until the new archive
+    is written, checked and renamed into place.
+    """
+    target = Path(target)
+    replacements: dict[str, bytes | os.PathLike] = {}
+    if edit.changes:
+        replacements[CONFIG] = edit.config_json().encode()
+    in_place = target.exists() and os.path.samefile(target, archive.path)
+    backup = archive.path.with_name(archive.path.name + BACKUP_SUFFIX)
+    with contextlib.ExitStack() as scratch:
+        if edit.weight_ops:
+            from .weights import read_h5_file
+            from .weights_edit import edited_weights
+
+            weights = scratch.enter_context(edited_weights(archive, edit.weight_ops, target.parent))
+            expected = archive.weights().edited(edit.weight_ops).listing()
+            if read_h5_file(weights, WEIGHTS_H5).listing() != expected:
+                raise WriteError("the edited weights are not the tree the fix predicted")
+            replacements[WEIGHTS_H5] = weights
+        if in_place:
+            backup.unlink(missing_ok=True)
+            os.link(archive.path, backup)
+        try:
+            write_archive(archive, target, replacements)
+        finally:
+            if in_place:  # written and checked, or not written at all
+                backup.unlink(missing_ok=True)
+    return target
 
 
 def write_archive(
@@ -57,17 +112,14 @@ def write_archive(
     durable = target.exists()
     if target.resolve() == source.path.resolve() and not replacements and not remove:
         return target  # nothing to do, and never truncate the source
-    fd, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-    )
-    os.close(fd)
-    temporary = Path(temporary)
-    os.chmod(temporary, _new_file_mode(target))
+    temporary = _create_temporary(target)
     try:
-        # a config.json copied from the source was parsed when the source was opened
-        known_config = None if CONFIG in replacements else source.config_bytes
+        config = replacements.get(CONFIG, source.config_bytes)
+        if not isinstance(config, bytes):
+            config = Path(config).read_bytes()
+        new_config = config is not source.config_bytes
         expected = _write(source, temporary, replacements, set(remove), durable)
-        _verify(temporary, expected, known_config, limits)
+        _verify(temporary, expected, config, new_config, limits)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -89,7 +141,7 @@ def _write(
     with (
         open(temporary, "wb", buffering=0) as out,
         open(source.path, "rb") as src,
-        zipfile.ZipFile(out, "w") as zout,
+        RawZipWriter(out, "w") as zout,
     ):
         for entry in source.entries:
             if entry.name in remove:
@@ -133,7 +185,21 @@ def _fresh_info(original: zipfile.ZipInfo) -> zipfile.ZipInfo:
     return info
 
 
-def _copy_raw(src, out, entry: Entry, zout: zipfile.ZipFile) -> None:
+class RawZipWriter(zipfile.ZipFile):
+    """A `zipfile.ZipFile` for writing that also lists entries whose bytes were
+    copied into the file as they are. The only place that touches zipfile's
+    private state (its file list, where the central directory starts)."""
+
+    def add_raw(self, info: zipfile.ZipInfo) -> None:
+        """List `info`, whose local header and data were written at
+        `info.header_offset`, ending where the file now ends."""
+        self.filelist.append(info)
+        self.NameToInfo[info.filename] = info
+        self.start_dir = self.fp.tell()  # the central directory is written here on close
+        self._didModify = True
+
+
+def _copy_raw(src, out, entry: Entry, zout: RawZipWriter) -> None:
     """Copy an entry's local header and bytes unchanged; list it in `zout`."""
     info = copy.copy(entry.info)
     info.header_offset = out.tell()
@@ -141,11 +207,7 @@ def _copy_raw(src, out, entry: Entry, zout: zipfile.ZipFile) -> None:
     _copy_range(
         src.fileno(), out.fileno(), entry.header_offset, entry.end_offset - entry.header_offset
     )
-    zout.filelist.append(info)
-    zout.NameToInfo[info.filename] = info
-    # zipfile writes the central directory at `start_dir` when it closes.
-    zout.start_dir = out.tell()
-    zout._didModify = True
+    zout.add_raw(info)
 
 
 def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
@@ -180,43 +242,118 @@ def _strip_zip64(extra: bytes) -> bytes:
 
 
 def _verify(
-    path: Path, expected: list[str], known_config: bytes | None, limits: Limits | None
+    path: Path, expected: list[str], config: bytes, new_config: bool, limits: Limits | None
 ) -> None:
-    """Re-open the written archive and check it entry by entry (a config.json
-    copied unchanged must hold the source's bytes; a new one is parsed)."""
+    """Re-read the written archive: its entries (names, order, local headers,
+    sizes, checked as any input is), config.json holding `config` (parsed when
+    it is new: one copied from the source was parsed when the source was
+    opened), and every entry's CRC."""
+    limits = limits or Limits()
     try:
-        archive = open_archive(path, limits, known_config=known_config)
+        with open_zip(path) as zf:
+            entries = read_entries(path, zf, limits)
+            names = [e.name for e in entries]
+            if names != expected:
+                raise WriteError(f"the new archive holds {names}, expected {expected}")
+            by_name = {e.name: e for e in entries}
+            if CONFIG in by_name:
+                if read_entry(path, zf, by_name[CONFIG], limits.max_json_size) != config:
+                    raise WriteError("the new archive does not hold the config.json written")
+                if new_config:
+                    parse_config(path, config, limits)
+            _verify_crcs(path, zf, entries)
     except ArchiveError as e:
         raise WriteError(f"the new archive does not read back: {e.what}") from None
-    with archive, open(path, "rb") as raw:
-        names = [e.name for e in archive.entries]
-        if names != expected:
-            raise WriteError(f"the new archive holds {names}, expected {expected}")
-        with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            for entry in archive.entries:
-                _verify_crc(archive, entry, mapped)
 
 
-def _verify_crc(archive: Archive, entry: Entry, mapped: mmap.mmap) -> None:
-    if entry.method == zipfile.ZIP_STORED:
-        with memoryview(mapped) as view:
-            data = view[entry.data_offset : entry.data_offset + entry.size]
-            crc = zlib.crc32(data)
-            data.release()
-    else:
-        crc = zlib.crc32(archive.read(entry.name))
-    if crc != entry.crc32:
-        raise WriteError(f"entry {entry.name} fails its CRC check in the new archive")
+def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
+    """Every entry's CRC-32: stored ones from their bytes in place, in chunks,
+    split between two threads (zlib and pread release the GIL) and combined;
+    compressed ones through zipfile, which checks as it decompresses."""
+    with open(path, "rb") as raw, ThreadPoolExecutor(2) as pool:
+        for entry in entries:
+            if entry.method != zipfile.ZIP_STORED:
+                with zf.open(entry.info) as data:
+                    while data.read(_CHUNK):
+                        pass  # zipfile raises BadZipFile on a CRC mismatch
+                continue
+            half = entry.size // 2
+            first = pool.submit(_crc_range, raw.fileno(), entry.data_offset, half)
+            second = pool.submit(
+                _crc_range, raw.fileno(), entry.data_offset + half, entry.size - half
+            )
+            crc = crc32_combine(first.result(), second.result(), entry.size - half)
+            if crc != entry.crc32:
+                raise WriteError(f"entry {entry.name} fails its CRC check in the new archive")
 
 
-def _new_file_mode(target: Path) -> int:
-    """Keep an existing target's permissions; else what `open()` would give."""
-    try:
-        return target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
+def _crc_range(fd: int, offset: int, count: int) -> int:
+    crc = 0
+    while count > 0:
+        chunk = os.pread(fd, min(count, _CHUNK), offset)
+        if not chunk:
+            raise WriteError("the new archive ended early")
+        crc = zlib.crc32(chunk, crc)
+        offset += len(chunk)
+        count -= len(chunk)
+    return crc
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of A + B from those of A and B and B's length: zlib's
+    `crc32_combine` (which Python's zlib does not expose), by GF(2) matrices."""
+    if length2 <= 0:
+        return crc1
+
+    def times(matrix: list[int], vector: int) -> int:
+        total, row = 0, 0
+        while vector:
+            if vector & 1:
+                total ^= matrix[row]
+            vector >>= 1
+            row += 1
+        return total
+
+    def square(matrix: list[int]) -> list[int]:
+        return [times(matrix, matrix[n]) for n in range(32)]
+
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = square(odd)  # two zero bits
+    odd = square(even)  # four zero bits
+    while True:  # apply len(B) zero bytes to crc1
+        even = square(odd)
+        if length2 & 1:
+            crc1 = times(even, crc1)
+        length2 >>= 1
+        if not length2:
+            break
+        odd = square(even)
+        if length2 & 1:
+            crc1 = times(odd, crc1)
+        length2 >>= 1
+        if not length2:
+            break
+    return crc1 ^ crc2
+
+
+def _create_temporary(target: Path) -> Path:
+    """An empty file beside `target`, made with mode 0o666 less the umask (the
+    kernel applies it), or with an existing target's own permissions. The
+    temporaries of this target that a killed run left (older than
+    `STALE_AFTER` seconds: a live write renames its own within seconds) go."""
+    _remove_stale_temporaries(target)
+    while True:
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            if target.exists():
+                os.fchmod(fd, target.stat().st_mode & 0o7777)
+        finally:
+            os.close(fd)
+        return temporary
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -233,19 +370,25 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _remove_stale_temporaries(target: Path) -> None:
+    now = time.time()
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+        try:
+            if now - leftover.lstat().st_mtime > STALE_AFTER and leftover.is_file():
+                leftover.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
 def write_text_atomically(target: str | os.PathLike, text: str) -> Path:
     """Write a small text file (a SARIF report) the way archives are written:
     to a temporary file beside the target, then renamed over it."""
     target = Path(target)
-    fd, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-    )
+    temporary = _create_temporary(target)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, _new_file_mode(target))
+        temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return target

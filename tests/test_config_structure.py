@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, MODELS
-from kerasrepair import check, open_archive, schema, write_archive
+from kerasrepair import check, objects, open_archive, schema, write_archive
 from kerasrepair.archive import CONFIG, METADATA
 
 REAL_ARCHIVES = sorted(MODELS.glob("*.keras")) + sorted((FIXTURES / "releases").glob("*/*.keras"))
@@ -131,7 +131,27 @@ def test_memoized_validation_reports_what_validating_every_object_reports(monkey
     gives exactly the findings of validating each object on its own."""
     paths = [NESTED, FIXTURES / "releases" / "keras-3.6.0" / "layer_zoo.keras"]
     with_memo = [check.check_archive(p, keras="3.0").findings for p in paths]
-    monkeypatch.setattr(check, "_memo_key", lambda ref, instance: None)
+    monkeypatch.setattr(objects, "_memo_key", lambda ref, instance: None)
+    monkeypatch.setattr(schema, "signature_decides", lambda ref: False)
     without_memo = [check.check_archive(p, keras="3.0").findings for p in paths]
     assert with_memo == without_memo
     assert all(with_memo)
+
+
+def test_a_keras_tensor_alike_in_signature_to_valid_ones_keeps_its_own_errors(tmp_path):
+    """Valid keras tensors share their result by signature; an invalid one is
+    validated on its own, so its finding names its own place and value."""
+
+    def negative_index(config):
+        config["config"]["layers"][1]["inbound_nodes"][0]["args"][0]["config"]["keras_history"][
+            1
+        ] = -3
+
+    edited = _edited(tmp_path, NESTED, negative_index)
+    found = [f for f in check.check_archive(edited).findings if f.code == "KR201"]
+    assert [f.location for f in found] == [
+        "/config/layers/1/inbound_nodes/0/args/0/config/keras_history/1"
+    ]
+    assert "-3 is less than the minimum of 0" in found[0].message
+    assert schema.signature_decides(f"{schema.CONFIG_ID}#/$defs/__keras_tensor__")
+    assert not schema.signature_decides(f"{schema.CONFIG_ID}#/$defs/functional_layer")

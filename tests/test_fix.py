@@ -10,9 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import MODELS, raw_entries
-from kerasrepair import open_archive
+from kerasrepair import fix_archive, open_archive
 from kerasrepair.cli import app
-from kerasrepair.repair import fix_archive
 
 HEALTHY = ["sequential_mlp", "functional_nested_shared", "subclassed", "with_assets"]
 
@@ -146,3 +145,65 @@ def test_explain_and_rules():
     listed = _run("rules")
     assert "KR301" in listed.output and "KR601" in listed.output
     assert _run("explain", "KR000").exit_code == 2
+
+
+ARCHIVES = sorted(
+    path
+    for path in (MODELS.parent).rglob("*.keras")
+    if "hostile" not in path.parts and ".venvs" not in path.parts
+)
+
+
+@pytest.mark.parametrize("keras", [None, "3.0", "3.6"])
+@pytest.mark.parametrize("path", ARCHIVES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_fix_says_0_left_only_when_check_of_its_output_is_clean(path, keras, tmp_path):
+    """The invariant, over every fixture saved by a real release, for its own
+    release and two older targets: fix exits 0 exactly when `check` of what it
+    wrote exits 0 for the same target; what fix leaves is what check reports."""
+    out = tmp_path / "out.keras"
+    target = ["--keras", keras] if keras else []
+    defines = ["--define", "CONV_WIDTH=3"] if "lambda" in path.stem else []
+    fixed = _run("fix", path, "-o", out, "--unsafe-fixes", *defines, *target, "--json")
+    assert fixed.exit_code in (0, 1), fixed.output
+    checked = _run("check", out, *target, "--json")
+    assert checked.exit_code in (0, 1), checked.output
+    assert (fixed.exit_code == 0) == (checked.exit_code == 0), (fixed.output, checked.output)
+    left = {(f["code"], f["location"]) for f in json.loads(fixed.output)["remaining"]}
+    [result] = json.loads(checked.output)["results"]
+    errors = {(f["code"], f["location"]) for f in result["findings"] if f["severity"] == "error"}
+    assert errors <= left
+
+
+def test_skip_chooses_fixes_never_hides_findings(tmp_path):
+    """Keras 3.10 rejects the quantization_config Keras 3.15 writes: skipping
+    its repair leaves the archive broken, and fix says so."""
+    source = MODELS / "sequential_mlp.keras"
+    skipped = _run("fix", source, "--skip", "KR203", "--keras", "3.10", "--dry-run")
+    assert skipped.exit_code == 1, skipped.output
+    assert "KR203" in skipped.output and "0 left" not in skipped.output
+    repaired = _run("fix", source, "--only", "KR203", "--keras", "3.10", "--dry-run")
+    assert repaired.exit_code == 0, repaired.output
+    assert "0 left" in repaired.output
+
+
+def test_the_api_reads_a_release_as_the_cli_does(tmp_path):
+    from kerasrepair.context import Options
+
+    source = MODELS / "sequential_mlp.keras"
+    for keras in ("3.10", "3.10.0"):
+        result = fix_archive(source, None, Options(keras=keras))
+        assert result.target == "3.10.0"
+        assert result.changes and result.left == []
+    with pytest.raises(ValueError, match="no schema for Keras 2.9"):
+        fix_archive(source, None, Options(keras="2.9"))
+    assert _run("fix", source, "--keras", "2.9", "--dry-run").exit_code == 2
+
+
+def test_output_naming_the_input_is_refused(tmp_path):
+    copy = tmp_path / "model.keras"
+    copy.write_bytes((MODELS / "shared_layer_reused_later.keras").read_bytes())
+    before = copy.read_bytes()
+    result = _run("fix", copy, "-o", copy)
+    assert result.exit_code == 2
+    assert "--in-place" in result.output
+    assert copy.read_bytes() == before

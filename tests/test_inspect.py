@@ -176,3 +176,28 @@ def test_layer_serialized_twice_is_reported():
     assert "'z_mean'" in twice["/config/layers/3"]
     assert "finds none at 'layers/dense_1'" in twice["/config/layers/3"]
     assert not [w for w in report["warnings"] if w["kind"] == "unclaimed_weights"]
+
+
+def test_warnings_are_the_findings_of_rules():
+    """Each warning names the rule that found it; `explain` tells the rest."""
+    from conftest import MODELS
+    from kerasrepair import registry
+
+    for name in ("vae_nested_outputs", "lambda_global", "subclassed", "weights_npz"):
+        for warning in inspect_archive(MODELS / f"{name}.keras")["warnings"]:
+            rule = registry.by_code(warning["code"]).RULE
+            assert warning["kind"] in {
+                "archive",
+                "custom_object",
+                "subclassed_model",
+                "described_twice",
+                "unclaimed_weights",
+                "lambda_layer",
+                "weights_problem",
+                "pickled_weights",
+            }
+            assert rule.code == warning["code"]
+    kinds = {
+        (w["kind"], w["code"]) for w in inspect_archive(MODELS / "lambda_global.keras")["warnings"]
+    }
+    assert ("lambda_layer", "KR502") in kinds

@@ -5,9 +5,9 @@ predicts what the original model predicted."""
 
 import pytest
 
-from conftest import FIXTURES, MODELS
-from kerasrepair import graph, open_archive
-from kerasrepair.repair import fix_archive
+from conftest import FIXTURES, MODELS, assert_identical_to_original, assert_matches_reference
+from kerasrepair import fix_archive, open_archive
+from kerasrepair import pointer as json_pointer
 
 FAILING_RELEASES = ["3.0.5", "3.3.3", "3.4.1"]
 
@@ -20,7 +20,7 @@ def test_numpy_objects_become_lists(tmp_path):
         "/config/layers/1/config/offset",
     ]
     with open_archive(fixed) as archive:
-        scale = graph.resolve(archive.config, "/config/layers/1/config/scale")
+        scale = json_pointer.get(archive.config, "/config/layers/1/config/scale")
     assert scale == [1 / 255.0, 1 / 127.5, 0.5, 2.0]
 
 
@@ -38,6 +38,7 @@ def test_numpy_inside_an_initializer_is_left_alone(keras, saved, tmp_path):
     assert (tmp_path / "out.keras").read_bytes() == source.read_bytes()
 
 
+@pytest.mark.releases
 @pytest.mark.parametrize("release", FAILING_RELEASES)
 def test_repair_is_proven_in_the_release_that_fails(release, tmp_path):
     from releases import probe
@@ -52,6 +53,11 @@ def test_repair_is_proven_in_the_release_that_fails(release, tmp_path):
     result = fix_archive(original, fixed)
     assert {c.code for c in result.changes} == {"KR601"}
     for loader in (release, "3.6.0", "3.15.1"):
-        after = probe(loader, fixed, reference)
-        assert after["status"] == "ok", (loader, after)
-        assert after["max_abs_diff"] == 0.0, (loader, after)
+        # within the tolerance of the reference saved by the machine that made it;
+        # where the original works (3.6.0 on), bit for bit what it predicts there
+        after = probe(loader, fixed, reference, compare_with=original)
+        assert_matches_reference(after, loader)
+        if loader == release:
+            assert after["compared"]["status"] == "call_error", (loader, after)
+        else:
+            assert_identical_to_original(after, loader)

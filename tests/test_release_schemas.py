@@ -1,4 +1,4 @@
-"""schemas/keras/X.Y.json: generated from the real releases by schemas/generate.py.
+"""schemas/keras/X.Y.json: generated from the real releases by dev/generate_schemas.py.
 
 The committed files are what the script writes from the releases themselves
 (checked here for releases the suite has environments for), are valid JSON
@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from conftest import ROOT
 from kerasrepair import schema
 
-GENERATE = ROOT / "schemas" / "generate.py"
+GENERATE = ROOT / "dev" / "generate_schemas.py"
 MINORS = [f"3.{n}" for n in range(16)]
 NAMES = ["3.0.0", *MINORS]  # 3.0.0 differs from the newest 3.0 patch (keras.DTypePolicy)
 
@@ -33,6 +33,7 @@ def test_every_minor_release_from_3_0_to_3_15_has_a_schema():
         assert ("keras.DTypePolicy" in release.document["names"]) == (name != "3.0.0")
 
 
+@pytest.mark.releases
 @pytest.mark.parametrize(
     ("version", "name"), [("3.0.0", "3.0.0"), ("3.4.1", "3.4"), ("3.10.0", "3.10")]
 )

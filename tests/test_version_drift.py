@@ -13,10 +13,9 @@ import pytest
 from releases import probe
 
 from conftest import FIXTURES, MODELS
-from kerasrepair import schema
+from kerasrepair import fix_archive, schema
 from kerasrepair.check import check_archive
 from kerasrepair.context import Options
-from kerasrepair.repair import fix_archive
 
 RELEASES = FIXTURES / "releases"
 SAVED = sorted(RELEASES.glob("keras-*/*.keras")) + sorted(MODELS.glob("*.keras"))
@@ -95,6 +94,7 @@ def _rejected(result) -> tuple[str, str] | None:
     return (match[1], match[2]) if match else None
 
 
+@pytest.mark.releases
 @pytest.mark.parametrize(("saved_by", "loaded_in"), PAIRS, ids=lambda v: v)
 def test_check_predicts_what_the_older_release_does(saved_by, loaded_in):
     path = RELEASES / f"keras-{saved_by}" / "layer_zoo.keras"
@@ -115,6 +115,7 @@ def test_check_predicts_what_the_older_release_does(saved_by, loaded_in):
     ), (rejected, errors)
 
 
+@pytest.mark.releases
 def test_the_issue_example_3_15_dense_in_3_10():
     """The real Keras 3.10 fails on the argument check names, on the first Dense."""
     path = MODELS / "sequential_mlp.keras"
@@ -124,6 +125,7 @@ def test_the_issue_example_3_15_dense_in_3_10():
     assert _rejected(loaded) == ("Dense", "quantization_config")
 
 
+@pytest.mark.releases
 def test_dtype_policy_objects_of_3_6_are_unknown_to_3_0_0_and_known_to_3_0_5():
     """Keras 3.6 describes every dtype as a `keras.DTypePolicy` object. Keras 3.0.0
     cannot find that class; 3.0.5 (the newest 3.0, what --keras 3.0 means) can."""
@@ -171,6 +173,7 @@ def test_a_class_a_release_does_not_have_is_reported_with_the_release_that_added
     assert f"load with Keras {first} or newer" in finding.hint
 
 
+@pytest.mark.releases
 def test_an_activation_added_in_3_7_is_reported_for_3_6_which_fails_on_it(keras, saved, tmp_path):
     """celu, squareplus, ... came in Keras 3.7: 3.6 cannot rebuild a layer using one.
     `fix --keras 3.6` drops what it can (KR203) and says what is left."""

@@ -1,9 +1,12 @@
 """The writer: raw copies, atomic output, deterministic bytes, input untouched."""
 
+import copy
 import hashlib
 import json
 import os
+import time
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from conftest import raw_entries, rezip
 from kerasrepair import WriteError, open_archive, write_archive
 from kerasrepair import writer as writer_module
+from kerasrepair.archive import ArchiveProblem
 
 
 @pytest.fixture(scope="module")
@@ -150,4 +154,74 @@ def test_removing_an_entry(model_and_archive, tmp_path):
         write_archive(archive, tmp_path / "out.keras", remove={"metadata.json"})
     with open_archive(tmp_path / "out.keras") as written:
         assert [e.name for e in written.entries] == ["config.json", "model.weights.h5"]
-        assert written.problems == ["metadata.json is missing (the Keras version is unknown)"]
+        assert written.problems == (
+            ArchiveProblem("metadata.json", "is missing (the Keras version is unknown)"),
+        )
+
+
+@pytest.mark.parametrize("sizes", [(0, 5), (5, 0), (1, 1), (4096, 3), (12345, 1 << 20)])
+def test_crc32_combine_is_zlibs(sizes):
+    import random
+
+    rng = random.Random(sum(sizes))
+    first, second = (rng.randbytes(n) for n in sizes)
+    combined = writer_module.crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
+    assert combined == zlib.crc32(first + second)
+
+
+def test_raw_entries_are_listed_in_the_central_directory(tmp_path):
+    """RawZipWriter: bytes copied as they are, then listed; zipfile reads them back."""
+    source = tmp_path / "source.zip"
+    with zipfile.ZipFile(source, "w") as zout:
+        zout.writestr("a.txt", b"alpha" * 100)
+    info = zipfile.ZipFile(source).getinfo("a.txt")
+    raw = source.read_bytes()[: info.header_offset + 30 + len("a.txt") + info.compress_size]
+    target = tmp_path / "target.zip"
+    with open(target, "wb") as out, writer_module.RawZipWriter(out, "w") as zout:
+        zout.writestr("first.txt", b"first")
+        copied = copy.copy(info)
+        copied.header_offset = out.tell()
+        out.write(raw[info.header_offset :])
+        zout.add_raw(copied)
+        zout.writestr("last.txt", b"last")
+    with zipfile.ZipFile(target) as zin:
+        assert zin.namelist() == ["first.txt", "a.txt", "last.txt"]
+        assert zin.read("a.txt") == b"alpha" * 100
+        assert zin.testzip() is None
+
+
+def test_an_existing_target_keeps_its_permissions(model_and_archive, tmp_path):
+    _, source = model_and_archive
+    target = tmp_path / "out.keras"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    with open_archive(source) as archive:
+        write_archive(archive, target, {"config.json": archive.config_bytes + b" "})
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_umask_of_the_process_is_left_alone(model_and_archive, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "umask", lambda *args: calls.append(args) or 0o022)
+    _, source = model_and_archive
+    with open_archive(source) as archive:
+        write_archive(archive, tmp_path / "out.keras", {"config.json": archive.config_bytes})
+    assert calls == []
+
+
+def test_a_killed_runs_temporary_is_cleaned_by_the_next_run(model_and_archive, tmp_path):
+    _, source = model_and_archive
+    target = tmp_path / "out.keras"
+    stale = tmp_path / ".out.keras.0badc0de.partial"
+    fresh = tmp_path / ".out.keras.feedf00d.partial"  # another run's, writing now
+    other = tmp_path / ".other.keras.0badc0de.partial"
+    for leftover in (stale, fresh, other):
+        leftover.write_bytes(b"half an archive")
+    old = time.time() - writer_module.STALE_AFTER - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    with open_archive(source) as archive:
+        write_archive(archive, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [fresh.name, other.name, "out.keras"]
+    )

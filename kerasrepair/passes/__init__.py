@@ -1,47 +1,17 @@
-"""The repair passes, one module each, run in the order of `PASSES`.
+"""The rules: one module each, named after the rule (`lost_node_indices` is
+`lost-node-indices`, KR302), listed in order by `registry`.
 
-A pass module has:
+A rule module has:
 
-    CODE         stable code, "KR" + three digits (KR1xx archive, KR2xx config
-                 schema, KR3xx graph wiring, KR4xx weights, KR5xx serialized
-                 code, KR6xx Keras version drift, KR9xx security)
-    NAME         short name
-    SUMMARY      one line
-    EXPLANATION  what `kerasrepair explain CODE` prints
-    FIX          "safe", "unsafe" or None (detect only)
-    BREAKS_IN    (first, last) Keras minor releases whose loader fails on (or
-                 silently mis-loads) what it finds, e.g. ("3.0", "3.6"); None:
-                 every release. `check --keras X.Y` reports it only there.
-    detect(ctx) -> list[Finding]       reads only
-    apply(ctx, edit) -> list[Change]   records its repair in `edit`; writes no file
+    RULE                    its `findings.Rule`: code, name, summary, explanation,
+                            severity, fix availability, the releases it breaks in
+    detect(ctx) -> [Finding]                     reads only; run once per config state
+    apply(ctx, edit, findings) -> [Change]       only where the rule repairs: repairs
+                            exactly `findings` (the runner chose them: safe ones, unsafe
+                            ones with --unsafe-fixes), in `edit`; writes no file
 
-A pass is idempotent: on its own output, `detect` finds nothing it can fix.
+A rule is idempotent: on its own output, `detect` finds nothing it can fix.
+Code ranges: KR1xx archive, KR2xx config schema, KR3xx graph wiring, KR4xx
+weights, KR5xx serialized code, KR6xx Keras version drift, KR7xx Keras 2
+migration, KR9xx security.
 """
-
-from . import (
-    described_twice,
-    lambda_globals,
-    lost_node_indices,
-    numpy_arguments,
-    shared_layer_order,
-    unbuildable_subclassed,
-    unknown_arguments,
-)
-
-# Indices first: the call-order replay needs the wiring the model was built with.
-PASSES = (
-    lost_node_indices,
-    shared_layer_order,
-    described_twice,
-    numpy_arguments,
-    lambda_globals,
-    unbuildable_subclassed,
-    unknown_arguments,  # only with `fix --keras X.Y`
-)
-
-
-def by_code(code: str):
-    for module in PASSES:
-        if code.upper() == module.CODE:
-            return module
-    raise KeyError(code)

@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import itertools
 
-from .. import graph
-from ..context import Context, Edit
-from ..findings import SAFE, Change, Finding
-from ..graph import LayerInfo, ModelGraph
+from .. import graph, pointer
+from ..context import Context
+from ..edit import Edit
+from ..findings import ERROR, SAFE, SOMETIMES, Change, Finding, Rule
+from ..graph import Layer, ModelGraph
 
-CODE = "KR302"
-NAME = "lost-node-indices"
-SUMMARY = "A layer call that nothing reads: its references lost their node index (Keras 3.2.x)"
-FIX = SAFE
-BREAKS_IN = None
 EXPLANATION = """\
 When a layer object is called several times, each call is a node, and the
 layers that read its outputs say which: `"keras_history": ["shared", 1, 0]`
@@ -48,6 +44,17 @@ what the original model did. If none or several exist, the finding stays,
 and the model must be re-saved from its code with Keras 3.3 or newer.
 """
 
+
+RULE = Rule(
+    code="KR302",
+    name="lost-node-indices",
+    severity=ERROR,
+    summary="A layer call that nothing reads: its references lost their node index (Keras 3.2.x)",
+    explanation=EXPLANATION,
+    fix=SOMETIMES,
+    breaks_in=None,
+)
+
 _MAX_WIRINGS = 4096
 
 
@@ -60,7 +67,7 @@ def detect(ctx: Context) -> list[Finding]:
             calls = ", ".join(str(index) for index in sorted(unread))
             findings.append(
                 Finding(
-                    code=CODE,
+                    code=RULE.code,
                     message=(
                         f"call {calls} of layer '{layer.name}' is read by no layer and is no "
                         "model output: the references to it lost their node index"
@@ -78,29 +85,26 @@ def detect(ctx: Context) -> list[Finding]:
     return findings
 
 
-def apply(ctx: Context, edit: Edit) -> list[Change]:
+def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     changes = []
-    for finding in detect(ctx):
-        if finding.fix != SAFE:
-            continue
+    for finding in findings:
         model, layer = _find_layer(ctx.graph, finding.location)
-        for (pointer, position), index in _unique_wiring(model, layer).items():
+        for (node_pointer, position), index in _unique_wiring(model, layer).items():
             if index == 0:
                 continue
-            node = graph.resolve(edit.config, pointer)
+            node = pointer.get(edit.config, node_pointer)
             graph.tensor_histories(node)[position][1] = index
             changes.append(
                 Change(
-                    CODE,
-                    pointer,
+                    RULE.code,
+                    node_pointer,
                     f"this call reads call {index} of '{layer.name}' again (was 0)",
                 )
             )
-    edit.changes.extend(changes)
     return changes
 
 
-def _find_layer(model: ModelGraph, pointer: str) -> tuple[ModelGraph, LayerInfo]:
+def _find_layer(model: ModelGraph, pointer: str) -> tuple[ModelGraph, Layer]:
     for candidate in model.functional_models():
         for layer in candidate.layers:
             if layer.pointer == pointer:
@@ -108,7 +112,7 @@ def _find_layer(model: ModelGraph, pointer: str) -> tuple[ModelGraph, LayerInfo]
     raise KeyError(pointer)
 
 
-def _calls(layer: LayerInfo) -> range:
+def _calls(layer: Layer) -> range:
     start = layer.nodes_before_calls
     return range(start, start + layer.calls)
 
@@ -134,7 +138,7 @@ def _unread_calls(model: ModelGraph):
                 yield layer, unread
 
 
-def _unique_wiring(model: ModelGraph, layer: LayerInfo) -> dict[tuple[str, int], int] | None:
+def _unique_wiring(model: ModelGraph, layer: Layer) -> dict[tuple[str, int], int] | None:
     """The one assignment of call indices to the references written as 0."""
     zeros = [
         (node.pointer, position)

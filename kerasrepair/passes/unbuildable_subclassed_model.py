@@ -12,16 +12,10 @@ reports the risk and says what to change in the model's code.
 
 from __future__ import annotations
 
-from ..context import Context, Edit
-from ..findings import WARNING, Change, Finding
-from ..graph import SUBCLASSED
+from ..context import Context
+from ..findings import NEVER, WARNING, Finding, Rule
+from ..graph import SUBCLASSED, is_builtin
 
-CODE = "KR401"
-NAME = "unbuildable-subclassed-model"
-SUMMARY = "A subclassed model rebuilt from shapes only: its weights may silently not load"
-FIX = None
-BREAKS_IN = None
-SEVERITY = WARNING  # detect only: the weights may not load, Keras says little
 EXPLANATION = """\
 A subclassed model (a class of your own deriving from keras.Model) is saved
 with its constructor arguments and a `build_config` holding the input shapes
@@ -47,20 +41,31 @@ the weights of this archive are restored.
 """
 
 
+RULE = Rule(
+    code="KR401",
+    name="unbuildable-subclassed-model",
+    severity=WARNING,
+    summary="A subclassed model rebuilt from shapes only: its weights may silently not load",
+    explanation=EXPLANATION,
+    fix=NEVER,
+    breaks_in=None,
+)
+
+
 def detect(ctx: Context) -> list[Finding]:
     model = ctx.graph
     config = ctx.config
     build = config.get("build_config")
-    if model.kind != SUBCLASSED or (model.module or "").split(".")[0] == "keras":
+    if model.kind != SUBCLASSED or is_builtin(model.module):
         return []
     if not isinstance(build, dict) or "input_shape" not in build:
         return []
-    stored = ctx.archive.weights().model_variables
+    stored = ctx.weights().model_variables
     if not stored:
         return []
     return [
         Finding(
-            code=CODE,
+            code=RULE.code,
             message=(
                 f"subclassed model '{model.registered_name or model.class_name}' is rebuilt "
                 f"from input shapes alone ({build['input_shape']}); if its call needs "
@@ -74,7 +79,3 @@ def detect(ctx: Context) -> list[Finding]:
             "API; check with `kerasrepair verify`",
         )
     ]
-
-
-def apply(ctx: Context, edit: Edit) -> list[Change]:
-    return []  # nothing in the archive to change: the finding says what to do

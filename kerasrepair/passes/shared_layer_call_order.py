@@ -12,7 +12,7 @@ A call of several tensors (`MultiHeadAttention(query, value)`) has no legacy
 form. With --unsafe-fixes such a call gets its own copy of the layer instead:
 the copy is placed where Keras will list it in `model.layers`, the references
 to the call are pointed at it, and the weight groups are copied and renumbered
-to match (`weights_edit`).
+to match (`edit.regroup`).
 """
 
 from __future__ import annotations
@@ -21,18 +21,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .. import graph
+from .. import graph, pointer
 from ..archive import WEIGHTS_H5, Archive
-from ..context import Context, Edit
-from ..findings import SAFE, UNSAFE, Change, Finding
-from ..graph import CallNode, LayerInfo, ModelGraph
-from ..weights_edit import DeleteGroup, SetLayerName, regroup
+from ..context import Context
+from ..edit import DeleteGroup, Edit, SetLayerName, regroup
+from ..findings import ERROR, SAFE, SOMETIMES, UNSAFE, Change, Finding, Rule
+from ..graph import Layer, ModelGraph, Node
 
-CODE = "KR301"
-NAME = "shared-layer-call-order"
-SUMMARY = "A shared layer is called again after a later layer: Keras 3.0-3.6 cannot load it"
-FIX = SAFE
-BREAKS_IN = ("3.0", "3.6")
 EXPLANATION = """\
 A layer object called more than once, with another layer between the calls
 (`t(x)`, `Dense(...)`, `t(...)`), is saved as one layer with several inbound
@@ -75,6 +70,17 @@ once.
 """
 
 
+RULE = Rule(
+    code="KR301",
+    name="shared-layer-call-order",
+    severity=ERROR,
+    summary="A shared layer is called again after a later layer: Keras 3.0-3.6 cannot load it",
+    explanation=EXPLANATION,
+    fix=SOMETIMES,
+    breaks_in=("3.0", "3.6"),
+)
+
+
 def detect(ctx: Context) -> list[Finding]:
     findings = []
     for _, layer, node, waits_for, behind_early, fix in _calls_met_too_early(ctx):
@@ -100,7 +106,7 @@ def detect(ctx: Context) -> list[Finding]:
             )
         findings.append(
             Finding(
-                code=CODE,
+                code=RULE.code,
                 message=(
                     f"call {_call_number(layer, node)} of layer '{layer.name}' needs "
                     f"'{waits_for.layer}' call {waits_for.node_index}, which Keras 3.0-3.6 "
@@ -116,25 +122,24 @@ def detect(ctx: Context) -> list[Finding]:
     return findings
 
 
-def apply(ctx: Context, edit: Edit) -> list[Change]:
+def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     changes = []
-    if ctx.options.unsafe_fixes:
+    safe = [finding for finding in findings if finding.fix == SAFE]
+    if len(safe) < len(findings):  # unsafe ones chosen: copies first, as they rewire
         changes += _split_shared_calls(ctx.archive, edit)
-        ctx = Context(ctx.archive, edit.config, ctx.options)
-    for finding in detect(ctx):
-        if finding.fix != SAFE:
-            continue
-        node = graph.resolve(edit.config, finding.location)
-        graph.replace(edit.config, finding.location, _legacy_form(node))
+        after = Context(ctx.archive, edit.config, ctx.options)
+        safe = [finding for finding in detect(after) if finding.fix == SAFE]
+    for finding in safe:
+        node = pointer.get(edit.config, finding.location)
+        pointer.set(edit.config, finding.location, _legacy_form(node))
         changes.append(
             Change(
-                CODE,
+                RULE.code,
                 finding.location,
                 f"rewrote call of '{finding.layer}' to the legacy list form, "
                 "which Keras 3.0-3.6 defers until its input exists",
             )
         )
-    edit.changes.extend(changes)
     return changes
 
 
@@ -145,7 +150,7 @@ def _calls_met_too_early(ctx: Context):
     None."""
     for model in ctx.graph.functional_models():
         for layer, node, waits_for, behind_early in _met_too_early(model):
-            if _legacy_form(graph.resolve(ctx.config, node.pointer)) is not None:
+            if _legacy_form(pointer.get(ctx.config, node.pointer)) is not None:
                 fix = SAFE
             elif _can_split(ctx.archive, model, layer):
                 fix = UNSAFE
@@ -154,7 +159,7 @@ def _calls_met_too_early(ctx: Context):
             yield model, layer, node, waits_for, behind_early, fix
 
 
-def _can_split(archive: Archive, model: ModelGraph, layer: LayerInfo) -> bool:
+def _can_split(archive: Archive, model: ModelGraph, layer: Layer) -> bool:
     """Whether a call of `layer` can move to a copy of it: the layer is called
     more than once, is not a nested model (whose node numbering differs between
     releases), its weights are in a form kerasrepair edits, and Keras's order
@@ -199,7 +204,7 @@ def _split_shared_calls(archive: Archive, edit: Edit) -> list[Change]:
         groups = ", ".join(f"{target} from {source}" for target, source in split.groups.items())
         changes.append(
             Change(
-                CODE,
+                RULE.code,
                 split.pointer,
                 f"copied layer '{layer.name}' as '{split.name}' for its call "
                 f"{call_number}, which takes several tensors (no legacy form): "
@@ -222,7 +227,7 @@ def _split_shared_calls(archive: Archive, edit: Edit) -> list[Change]:
         edit.weight_ops.append(DeleteGroup("optimizer"))
         changes.append(
             Change(
-                CODE,
+                RULE.code,
                 f"{WEIGHTS_H5}:optimizer",
                 f"dropped the saved optimizer state ({len(optimizer)} variables): its "
                 "slots follow the model's trainable variables, which the copies lengthen, "
@@ -242,7 +247,7 @@ class _Split:
 
 
 def _split_off(
-    config: dict, model: ModelGraph, layer: LayerInfo, node: CallNode, call_number: int
+    config: dict, model: ModelGraph, layer: Layer, node: Node, call_number: int
 ) -> _Split:
     """Move one call of `layer` (call `call_number` as the archive numbers
     them) to a new copy of it, in `config`.
@@ -257,7 +262,7 @@ def _split_off(
     taken = {other.name for other in graph.build(config).walk()}
     name = _unused_name(f"{layer.name}_call_{call_number}", taken)
 
-    layer_config = graph.resolve(config, layer.pointer)
+    layer_config = pointer.get(config, layer.pointer)
     moved = layer_config["inbound_nodes"].pop(call)
     copy = json.loads(json.dumps(layer_config))  # a deep copy of plain JSON
     copy["name"] = name
@@ -265,7 +270,7 @@ def _split_off(
         copy["config"]["name"] = name
     copy["inbound_nodes"] = [moved]
 
-    model_config = graph.resolve(config, model.pointer)["config"]
+    model_config = pointer.get(config, model.pointer)["config"]
     layers = model_config["layers"]
     layers.append(copy)
     references = [node for serialized in layers for node in serialized.get("inbound_nodes") or []]
@@ -352,7 +357,7 @@ def _met_too_early(model: ModelGraph):
             return  # a cycle: Keras itself would never finish
 
 
-def _call_number(layer: LayerInfo, node: CallNode) -> int:
+def _call_number(layer: Layer, node: Node) -> int:
     return layer.nodes.index(node) + 1
 
 

@@ -7,8 +7,8 @@ see test_verify.py)."""
 from typer.testing import CliRunner
 
 from conftest import MODELS
+from kerasrepair import fix_archive
 from kerasrepair.cli import app
-from kerasrepair.repair import fix_archive
 
 
 def test_the_risk_is_reported_with_the_code_fixes():

@@ -15,16 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import bytecode, graph
-from ..context import Context, Edit
-from ..errors import ArchiveError
-from ..findings import SAFE, WARNING, Change, Finding
+from .. import bytecode, pointer
+from ..archive import CONFIG
+from ..context import Context
+from ..edit import Edit
+from ..errors import RepairError
+from ..findings import ERROR, SAFE, SOMETIMES, WARNING, Change, Finding, Rule
 
-CODE = "KR501"
-NAME = "lambda-missing-global"
-SUMMARY = "A Lambda reads a module-level name that is not saved: it fails in every Keras 3"
-FIX = SAFE
-BREAKS_IN = None
 EXPLANATION = """\
 A Lambda layer's function is saved as Python bytecode (marshal, base64) in
 config.json. The values of the module-level names it reads are not saved:
@@ -61,6 +58,17 @@ Better still, replace the Lambda with a layer class of your own, or pass the
 value through `Lambda(..., arguments={"width": 3})`.
 """
 
+
+RULE = Rule(
+    code="KR501",
+    name="lambda-missing-global",
+    severity=ERROR,
+    summary="A Lambda reads a module-level name that is not saved: it fails in every Keras 3",
+    explanation=EXPLANATION,
+    fix=SOMETIMES,
+    breaks_in=None,
+)
+
 CHILD = Path(__file__).resolve().parent.parent / "lambda_child.py"
 RUNNING_PYTHON = "{}.{}".format(*sys.version_info[:2])
 
@@ -69,14 +77,14 @@ def detect(ctx: Context) -> list[Finding]:
     findings = []
     defines = ctx.options.defines
     for layer in ctx.graph.walk():
-        for pointer, function in _lambdas(layer):
+        for location, function in _lambdas(layer):
             try:
                 code = bytecode.read_lambda(str(function["config"].get("code", "")))
             except bytecode.MarshalError as e:
-                findings.append(_unreadable(layer, pointer, str(e)))
+                findings.append(_unreadable(layer, location, str(e)))
                 continue
             if code.python not in bytecode.OPCODES:
-                findings.append(_unreadable(layer, pointer, f"Python {code.python}"))
+                findings.append(_unreadable(layer, location, f"Python {code.python}"))
                 continue
             if not code.missing:
                 continue
@@ -103,13 +111,13 @@ def detect(ctx: Context) -> list[Finding]:
                 fix, hint = SAFE, ""
             findings.append(
                 Finding(
-                    code=CODE,
+                    code=RULE.code,
                     message=(
                         f"{layer.class_name} '{layer.name}' reads the global name(s) {names}, "
                         "which the archive does not save: every Keras 3 release fails to run "
                         f"it (NameError: name '{code.missing[0]}' is not defined)"
                     ),
-                    location=pointer,
+                    location=location,
                     layer=layer.name,
                     fix=fix,
                     hint=hint,
@@ -118,19 +126,17 @@ def detect(ctx: Context) -> list[Finding]:
     return findings
 
 
-def apply(ctx: Context, edit: Edit) -> list[Change]:
+def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     changes = []
-    for finding in detect(ctx):
-        if finding.fix != SAFE:
-            continue
-        function = graph.resolve(edit.config, finding.location)
+    for finding in findings:
+        function = pointer.get(edit.config, finding.location)
         code = bytecode.read_lambda(function["config"]["code"])
         defines = {name: ctx.options.defines[name] for name in code.missing}
         try:
             patched = patch_code(function["config"]["code"], code.python, defines)
         except LambdaPatchError as e:
-            raise ArchiveError(
-                f"{ctx.archive.path}:config.json {finding.location}",
+            raise RepairError(
+                f"{ctx.archive.path}:{CONFIG} {finding.location}",
                 f"the Lambda's code could not be patched: {e}",
                 "check the --define values, or replace the Lambda in your code",
             ) from None
@@ -138,12 +144,11 @@ def apply(ctx: Context, edit: Edit) -> list[Change]:
         given = ", ".join(f"{name} now loads {value}" for name, value in defines.items())
         changes.append(
             Change(
-                CODE,
+                RULE.code,
                 f"{finding.location}/config/code",
                 f"patched the Lambda's Python {code.python} bytecode: each read of {given}",
             )
         )
-    edit.changes.extend(changes)
     return changes
 
 
@@ -184,12 +189,12 @@ def _lambdas(layer):
             yield f"{layer.pointer}/config/{key}", value
 
 
-def _unreadable(layer, pointer: str, why: str) -> Finding:
+def _unreadable(layer, location: str, why: str) -> Finding:
     return Finding(
-        code=CODE,
+        code=RULE.code,
         message=f"{layer.class_name} '{layer.name}': its saved code cannot be read ({why}), "
         "so the names it needs are unknown",
-        location=pointer,
+        location=location,
         severity=WARNING,
         layer=layer.name,
         hint="load it in the Python version that saved the model",

@@ -12,9 +12,15 @@ import json
 
 import pytest
 
-from conftest import FIXTURES, MODELS, raw_entries
-from kerasrepair import graph, inspect_archive, open_archive, write_archive
-from kerasrepair.repair import fix_archive
+from conftest import (
+    FIXTURES,
+    MODELS,
+    assert_matches_reference,
+    assert_predicts_reference,
+    raw_entries,
+)
+from kerasrepair import fix_archive, inspect_archive, open_archive, write_archive
+from kerasrepair import pointer as json_pointer
 
 VAE = MODELS / "vae_nested_outputs.keras"  # saved by Keras 3.15.1
 OUTER_Z_MEAN = "/config/layers/3"
@@ -23,7 +29,7 @@ INNER_Z_MEAN = "/config/layers/2/config/layers/2"  # inside `encoder`
 
 def _layer(archive_path, pointer):
     with open_archive(archive_path) as archive:
-        return graph.resolve(archive.config, pointer)
+        return json_pointer.get(archive.config, pointer)
 
 
 def _with_config(source, target, edit):
@@ -60,7 +66,7 @@ def test_the_copy_inside_the_nested_model_gets_the_mark_keras_lost(tmp_path):
 
 def test_the_finding_names_the_empty_weights_the_optimizer_and_the_code_fix():
     from kerasrepair.context import Context
-    from kerasrepair.passes import described_twice
+    from kerasrepair.passes import layer_described_twice as described_twice
 
     with open_archive(VAE) as archive:
         [finding] = described_twice.detect(Context(archive, archive.config))
@@ -90,7 +96,7 @@ def test_without_the_mark_on_any_copy_the_finding_has_no_fix(tmp_path):
     with what to change in the code, and left alone."""
 
     def drop_marks(config):
-        graph.resolve(config, OUTER_Z_MEAN).pop("shared_object_id")
+        json_pointer.get(config, OUTER_Z_MEAN).pop("shared_object_id")
 
     unmarked = _with_config(VAE, tmp_path / "unmarked.keras", drop_marks)
     result = fix_archive(unmarked, tmp_path / "out.keras")
@@ -103,7 +109,7 @@ def test_without_the_mark_on_any_copy_the_finding_has_no_fix(tmp_path):
 
 def test_copies_configured_differently_are_not_merged(tmp_path):
     def change_outer(config):
-        graph.resolve(config, OUTER_Z_MEAN)["config"]["activation"] = "tanh"
+        json_pointer.get(config, OUTER_Z_MEAN)["config"]["activation"] = "tanh"
 
     different = _with_config(VAE, tmp_path / "different.keras", change_outer)
     result = fix_archive(different, None)
@@ -127,8 +133,8 @@ def test_repaired_3_15_fixture_loads_with_one_z_mean_and_its_optimizer_state(ker
     assert len(model.optimizer.variables) == stored
     with np.load(MODELS / "vae_nested_outputs.npz") as reference:
         predicted = model.predict(reference["x"], verbose=0)
-        np.testing.assert_array_equal(predicted[0], reference["y0"])
-        np.testing.assert_array_equal(predicted[1], reference["y1"])
+        # saved on the machine that made the fixtures: within the tolerance
+        assert_predicts_reference(predicted, [reference["y0"], reference["y1"]])
 
 
 # The proof: archives saved by each release, loaded there before and after the
@@ -141,6 +147,7 @@ SAVED = {
 }
 
 
+@pytest.mark.releases
 @pytest.mark.parametrize("release", sorted(SAVED))
 def test_repair_is_proven_in_the_release_that_saved_it_and_later(release, tmp_path):
     from releases import probe
@@ -169,8 +176,10 @@ def test_repair_is_proven_in_the_release_that_saved_it_and_later(release, tmp_pa
 
     loaders = [release] if release == "3.15.1" else [release, "3.7.0", "3.15.1"]
     for loader in dict.fromkeys(loaders):
-        after = probe(loader, fixed, reference)
-        assert after["status"] == "ok", (loader, after)
-        assert after["max_abs_diff"] == 0.0, (loader, after)
+        # the original fails in every loader (in the same child): the saved
+        # reference is what the repair must match, within the tolerance
+        after = probe(loader, fixed, reference, compare_with=original)
+        assert_matches_reference(after, loader)
+        assert after["compared"]["status"] == "load_error", (loader, after["compared"])
         assert after["optimizer_variables"] == stored_optimizer, (loader, after)
         assert not any("Skipping variable loading" in w for w in after["warnings"]), after

@@ -1,15 +1,16 @@
 """Generate schemas/keras/<major>.<minor>.json from the real Keras releases.
 
 For every Keras 3 minor release (at its newest patch) this script takes the cached virtual
-environment of that exact keras that the tests use (`tests/releases.py`, under
+environment of that exact keras that the tests use (`dev/releases.py`, under
 `.venvs/keras-<version>/`, built on first use), then re-runs itself inside it (`--child`) to
 introspect the release: which names a config may use for a class, which keyword arguments
-each class's `from_config` accepts and which it requires.
+each class's `from_config` accepts and which it requires. A development tool: it stays out
+of the wheel, which ships only the files it writes (as `kerasrepair.schemas`).
 
-    .venv/bin/python schemas/generate.py                      # all releases
-    .venv/bin/python schemas/generate.py --releases 3.4 3.10  # some releases
-    .venv/bin/python schemas/generate.py --releases 3.10 --out /tmp/s   # elsewhere
-    .venv/bin/python schemas/generate.py --diff 3.10 3.11     # compare two generated files
+    .venv/bin/python dev/generate_schemas.py                      # all releases
+    .venv/bin/python dev/generate_schemas.py --releases 3.4 3.10  # some releases
+    .venv/bin/python dev/generate_schemas.py --releases 3.10 --out /tmp/s   # elsewhere
+    .venv/bin/python dev/generate_schemas.py --diff 3.10 3.11     # compare two generated files
 
 The parent part uses the standard library only; the child part uses keras and the standard
 library only (plus what keras itself imports).
@@ -29,12 +30,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-OUT_DIR = HERE / "keras"
+OUT_DIR = REPO / "schemas" / "keras"
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
+GENERATED_BY = "dev/generate_schemas.py"
 
 # The environments of the releases (keras pinned exactly, with the jax, numpy and h5py of
-# its period) are the ones the tests prove repairs with: tests/releases.py, one pin table.
-sys.path.insert(0, str(REPO / "tests"))
+# its period) are the ones the tests prove repairs with: dev/releases.py, one pin table.
+sys.path.insert(0, str(HERE))
 from releases import RELEASES, python_for  # noqa: E402
 
 
@@ -102,7 +104,7 @@ def build_schema(data: dict) -> dict:
         "$id": f"urn:kerasrepair:schemas:keras:{schema_name(version)}",
         "title": f"Keyword arguments of Keras {version}'s built-in serializable objects",
         "keras_version": version,
-        "generated_by": "schemas/generate.py",
+        "generated_by": GENERATED_BY,
         "names": data["names"],
         "functions": data["functions"],
         "coverage": data["coverage"],

@@ -9,15 +9,12 @@ The repair writes the plain list instead, which every release reads.
 
 from __future__ import annotations
 
-from .. import graph
-from ..context import Context, Edit
-from ..findings import SAFE, UNSAFE, Change, Finding
+from .. import pointer
+from ..context import Context
+from ..edit import Edit
+from ..findings import ERROR, SAFE, SOMETIMES, UNSAFE, Change, Finding, Rule
+from ..graph import is_builtin
 
-CODE = "KR601"
-NAME = "numpy-layer-argument"
-SUMMARY = "A layer argument is a serialized numpy array: Keras 3.0-3.4 fail at the first call"
-FIX = SAFE
-BREAKS_IN = ("3.0", "3.4")
 EXPLANATION = """\
 A layer built with a numpy array as an argument, e.g.
 
@@ -44,16 +41,27 @@ initializer's `value`) are deserialized correctly by Keras and left alone.
 """
 
 
+RULE = Rule(
+    code="KR601",
+    name="numpy-layer-argument",
+    severity=ERROR,
+    summary="A layer argument is a serialized numpy array: Keras 3.0-3.4 fail at the first call",
+    explanation=EXPLANATION,
+    fix=SOMETIMES,
+    breaks_in=("3.0", "3.4"),
+)
+
+
 def detect(ctx: Context) -> list[Finding]:
     findings = []
     for layer in ctx.graph.walk():
         for argument, value in layer.config.items():
             if not _is_numpy(value):
                 continue
-            built_in = (layer.module or "").split(".")[0] == "keras"
+            built_in = is_builtin(layer.module)
             findings.append(
                 Finding(
-                    code=CODE,
+                    code=RULE.code,
                     message=(
                         f"{layer.class_name} '{layer.name}' argument '{argument}' is a "
                         f"serialized numpy array ({value['config'].get('dtype')}): Keras "
@@ -68,17 +76,14 @@ def detect(ctx: Context) -> list[Finding]:
     return findings
 
 
-def apply(ctx: Context, edit: Edit) -> list[Change]:
+def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     changes = []
-    for finding in detect(ctx):
-        if finding.fix == UNSAFE and not ctx.options.unsafe_fixes:
-            continue
-        value = graph.resolve(edit.config, finding.location)["config"]["value"]
-        graph.replace(edit.config, finding.location, value)
+    for finding in findings:
+        value = pointer.get(edit.config, finding.location)["config"]["value"]
+        pointer.set(edit.config, finding.location, value)
         changes.append(
-            Change(CODE, finding.location, f"replaced the numpy object with the list {value}")
+            Change(RULE.code, finding.location, f"replaced the numpy object with the list {value}")
         )
-    edit.changes.extend(changes)
     return changes
 
 

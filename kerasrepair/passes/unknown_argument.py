@@ -7,25 +7,20 @@ older release's `from_config` rejects them and `load_model` fails:
 
     ValueError: Unrecognized keyword arguments passed to Dense: {'quantization_config': None}
 
-`check` finds these for the release it checks against (`check.ObjectChecker`);
-this pass repairs them for the release named with `fix --keras X.Y`.
+`objects.ObjectChecker` finds these for the target release; `fix --keras X.Y`
+repairs them for the release named.
 """
 
 from __future__ import annotations
 
 import json
 
-from .. import graph
-from ..context import Context, Edit
-from ..findings import ERROR, SAFE, Change, Finding
+from .. import objects, pointer
+from ..context import Context
+from ..edit import Edit
+from ..findings import ERROR, SOMETIMES, Change, Finding, Rule
 
-CODE = "KR203"
-NAME = "unknown-argument"
-SUMMARY = "An argument the target Keras release does not accept"
-FIX = SAFE
-SEVERITY = ERROR
-BREAKS_IN = None  # every release older than the one that added the argument
-EXPLANATION = """\
+_EXPLANATION = """\
 Each built-in class is rebuilt with `cls.from_config(config)`, which passes the
 saved arguments to the constructor. An argument the release does not know is
 rejected:
@@ -49,43 +44,36 @@ load it with a release that has the feature.
 """
 
 
+RULE = Rule(
+    code=objects.UNKNOWN_ARGUMENT,
+    name="unknown-argument",
+    severity=ERROR,
+    summary="An argument the target Keras release does not accept",
+    explanation=_EXPLANATION,
+    fix=SOMETIMES,
+    breaks_in=None,  # every release older than the one that added the argument
+)
+
+
 def detect(ctx: Context) -> list[Finding]:
-    """What the release of `fix --keras` will reject (nothing without it: an
-    archive's own release accepts what it wrote): the arguments it does not
-    know (KR203), and the rest `check` would report for it (an unknown class,
-    KR205, or activation, KR208), which `fix` reports as left to do."""
-    if ctx.options.keras is None:
-        return []
-    from ..check import ObjectChecker, saved_release
-    from ..schema import release
-
-    checker = ObjectChecker(release(ctx.options.keras), saved_release(ctx.archive))
-    return [f for f in checker.findings(ctx.config) if f.severity == ERROR]
+    """The arguments the target release does not know (an archive's own
+    release accepts what it wrote: these come with `--keras X.Y`, or from a
+    Keras 2 archive)."""
+    return ctx.objects_of(RULE.code)
 
 
-def fixable(saved_default: dict, value) -> bool:
-    """Whether dropping an argument keeps the model: its value is the default the
-    saving release writes (`{"default": ...}` of its argument schema)."""
-    return "default" in saved_default and saved_default["default"] == value
-
-
-def apply(ctx: Context, edit: Edit) -> list[Change]:
-    from ..check import saved_release
-
-    saved = saved_release(ctx.archive).keras_version
+def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
+    saved = ctx.saved.keras_version
     changes = []
-    for finding in detect(ctx):
-        if finding.code != CODE or finding.fix != SAFE:
-            continue
-        arguments, argument = graph.split(edit.config, finding.location)
+    for finding in findings:
+        arguments, argument = pointer.parent(edit.config, finding.location)
         value = arguments.pop(argument)
         changes.append(
             Change(
-                CODE,
+                RULE.code,
                 finding.location,
                 f"dropped '{argument}' ({json.dumps(value)}, its default in Keras {saved}): "
-                f"Keras {ctx.options.keras} does not know it",
+                f"Keras {ctx.target.name} does not know it",
             )
         )
-    edit.changes.extend(changes)
     return changes

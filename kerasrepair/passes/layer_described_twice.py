@@ -23,19 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import graph
-from ..context import Context, Edit
-from ..findings import SAFE, Change, Finding
-from ..graph import LayerInfo, ModelGraph
+from .. import pointer
+from ..context import Context
+from ..edit import Edit
+from ..findings import ERROR, SAFE, SOMETIMES, Change, Finding, Rule
+from ..graph import Layer, ModelGraph
 
 if TYPE_CHECKING:
     from ..weights import WeightsTree  # h5py is imported only when weights are read
 
-CODE = "KR303"
-NAME = "layer-described-twice"
-SUMMARY = "A layer described twice in config.json (the VAE case): one copy finds no weights"
-FIX = SAFE
-BREAKS_IN = None
 EXPLANATION = """\
 A Functional model whose outputs (or layers) use a tensor from *inside* a
 nested model, the usual variational autoencoder:
@@ -79,6 +75,17 @@ e.g. `z_mean, z_log_var = encoder(x)` and `keras.Model(x, [z_mean, ...])`
 rather than `encoder.get_layer("z_mean").output`.
 """
 
+
+RULE = Rule(
+    code="KR303",
+    name="layer-described-twice",
+    severity=ERROR,
+    summary="A layer described twice in config.json (the VAE case): one copy finds no weights",
+    explanation=EXPLANATION,
+    fix=SOMETIMES,
+    breaks_in=None,
+)
+
 SHARED_OBJECT_ID = "shared_object_id"
 
 
@@ -87,9 +94,9 @@ class DescribedTwice:
     """One layer object described several times in config.json."""
 
     name: str
-    copies: list[LayerInfo]  # in config order, the outermost first
-    stored: LayerInfo  # the copy whose weight group holds the weights
-    empty: list[LayerInfo]  # the copies whose weight group is empty
+    copies: list[Layer]  # in config order, the outermost first
+    stored: Layer  # the copy whose weight group holds the weights
+    empty: list[Layer]  # the copies whose weight group is empty
     variables: int  # variables stored for the layer
     shared_object_id: int | None  # the mark to give every copy; None: no safe repair
     problem: str  # why there is no safe repair ("" when there is one)
@@ -108,7 +115,7 @@ def described_twice(
     share one `shared_object_id` are built as one layer and not reported.
     The weights are read (`read_weights()`) only when a name is met twice.
     """
-    copies: dict[tuple[str, str], list[LayerInfo]] = {}
+    copies: dict[tuple[str, str], list[Layer]] = {}
     owners: dict[str, ModelGraph] = {}  # pointer of a copy -> the model that lists it
     for owner in _models(model):
         for layer in owner.layers:
@@ -126,7 +133,7 @@ def described_twice(
         empty = [layer for layer in layers if not weights.params_under(layer.weights_path)]
         if len(layers) < 2 or not stored or not empty:
             continue
-        serialized = [graph.resolve(config, layer.pointer) for layer in layers]
+        serialized = [pointer.get(config, layer.pointer) for layer in layers]
         marks = [s.get(SHARED_OBJECT_ID) for s in serialized]
         if None not in marks and len({json.dumps(mark) for mark in marks}) == 1:
             continue  # already one object for the loader
@@ -200,13 +207,13 @@ def hint(found: DescribedTwice) -> str:
 
 def detect(ctx: Context) -> list[Finding]:
     findings = []
-    for found in described_twice(ctx.config, ctx.graph, ctx.archive.weights):
-        text = message(found, ctx.archive.weights())
+    for found in described_twice(ctx.config, ctx.graph, ctx.weights):
+        text = message(found, ctx.weights())
         if found.problem:
             text += f"; not repaired: {found.problem}"
         findings.append(
             Finding(
-                code=CODE,
+                code=RULE.code,
                 message=text,
                 location=found.empty[0].pointer,
                 layer=found.name,
@@ -217,26 +224,26 @@ def detect(ctx: Context) -> list[Finding]:
     return findings
 
 
-def apply(ctx: Context, edit: Edit) -> list[Change]:
+def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
+    chosen = {finding.location for finding in findings}
     changes = []
-    for found in described_twice(ctx.config, ctx.graph, ctx.archive.weights):
-        if found.shared_object_id is None:
+    for found in described_twice(ctx.config, ctx.graph, ctx.weights):
+        if found.empty[0].pointer not in chosen:
             continue
         for layer in found.copies:
-            serialized = graph.resolve(edit.config, layer.pointer)
+            serialized = pointer.get(edit.config, layer.pointer)
             if serialized.get(SHARED_OBJECT_ID) == found.shared_object_id:
                 continue
             serialized[SHARED_OBJECT_ID] = found.shared_object_id
             changes.append(
                 Change(
-                    CODE,
+                    RULE.code,
                     f"{layer.pointer}/{SHARED_OBJECT_ID}",
                     f"marked this description of '{found.name}' as the same object as the "
                     f"others ({SHARED_OBJECT_ID} {found.shared_object_id}): the loader builds "
                     f"one layer and restores its weights from '{found.stored.weights_path}'",
                 )
             )
-    edit.changes.extend(changes)
     return changes
 
 

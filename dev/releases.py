@@ -1,4 +1,9 @@
-"""Cached virtual environments for specific Keras releases, and a load-and-predict probe.
+"""The Keras releases of the project's development: pins, cached environments, a probe.
+
+Development only (not in the wheel): shared by the tests (``tests/conftest.py`` puts
+this folder on ``sys.path``), ``dev/generate_schemas.py`` and the fixture scripts of
+``fixtures/``. ``RELEASES`` is the one pin table; ``PROVING`` the releases the test
+suite loads archives in.
 
 A repair is only proven when the Keras release that fails on the original archive
 loads the repaired one. This module builds (once, cached under ``<repo>/.venvs/``) a
@@ -9,9 +14,15 @@ child process::
     from releases import probe
 
     result = probe("3.4.1", "fixed.keras", reference="model.npz")
-    assert result["status"] == "ok", result
+    assert result["status"] == "ok", result  # within probe_child's tolerance
 
-No keras import here: the test process may run any Keras version (or none).
+    # the original and its repair, in one process of one release: bit for bit
+    result = probe("3.15.1", "fixed.keras", compare_with="original.keras")
+    assert result["compared"]["identical"], result
+
+Standard library only at import (release mode of fixtures/make_release_models.py runs
+it under any Keras 3 interpreter); no keras import here: the calling process may run
+any Keras version (or none).
 """
 
 from __future__ import annotations
@@ -303,6 +314,7 @@ def probe(
     safe_mode: bool = True,
     timeout: float = 600,
     write_reference: str | os.PathLike | None = None,
+    compare_with: str | os.PathLike | None = None,
 ) -> dict:
     """Load ``archive`` with Keras ``version`` in a fresh process; predict and compare.
 
@@ -314,15 +326,23 @@ def probe(
     the child actually imported (``None`` if it never reported).
 
     ``status`` is ``ok``, ``load_error``, ``call_error`` (load worked, predict
-    raised), ``mismatch`` (predictions differ from the reference beyond rtol=1e-6,
-    atol=1e-6), ``crashed`` (the child died: ``returncode`` and the last line of
-    stderr), ``timeout`` or ``probe_error`` (the reference could not be read, or keras
-    could not be imported). Without ``reference`` a successful load is ``ok``.
+    raised), ``mismatch`` (predictions differ from the reference beyond the tolerance
+    of ``kerasrepair/probe_child.py``: rtol = atol = 1e-6 for float32), ``crashed``
+    (the child died: ``returncode`` and the last line of stderr), ``timeout`` or
+    ``probe_error`` (the reference could not be read, or keras could not be
+    imported). Without ``reference`` (or ``compare_with``) a successful load is ``ok``.
 
     ``custom_objects_module`` is imported from ``fixtures/`` before loading (e.g.
     ``"custom_objects"``, which registers the fixture classes). ``write_reference``
     saves generated inputs and this release's predictions on them there (an
     ``.npz`` to compare another archive with, in the same release).
+
+    ``compare_with`` (another archive, e.g. the original of a repaired ``archive``) is
+    loaded in the same child after ``archive``, and both predict on the same inputs
+    (the reference's, else generated ones): ``compared`` holds its status and the
+    ``max_abs_diff``, ``within_tolerance`` and ``identical`` of the two predictions
+    (``None`` without ``compare_with``). Without ``reference``, ``status`` and
+    ``max_abs_diff`` are against its predictions.
     """
     from kerasrepair.verify import run_probe
 
@@ -331,9 +351,10 @@ def probe(
         archive,
         reference=reference,
         write_reference=write_reference,
+        compare_with=compare_with,
         unsafe=not safe_mode,
         custom_objects_module=custom_objects_module,
         env=_child_env(custom_objects_module),
         timeout=timeout,
     )
-    return {"requested": version, "warnings": [], **result}
+    return {"requested": version, "warnings": [], "compared": None, **result}

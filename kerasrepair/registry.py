@@ -1,0 +1,73 @@
+"""Every rule, in the order `check` reports and `fix` applies them; the only `by_code`.
+
+Order matters to `fix`: each rule sees the config the rules before it left.
+Node indices come first (the call-order replay needs the wiring the model was
+built with); arguments a release does not know come last.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from .findings import Rule
+from .passes import (
+    config_structure,
+    custom_object,
+    lambda_layer,
+    lambda_missing_global,
+    layer_described_twice,
+    lost_node_indices,
+    metadata_structure,
+    missing_argument,
+    no_schema_for_release,
+    numpy_layer_argument,
+    pickled_weights,
+    shared_layer_call_order,
+    unbuildable_subclassed_model,
+    unclaimed_weights,
+    unknown_activation,
+    unknown_argument,
+    unknown_class,
+    weights_reference,
+)
+
+MODULES: tuple[ModuleType, ...] = (
+    no_schema_for_release,
+    metadata_structure,
+    config_structure,
+    lost_node_indices,
+    shared_layer_call_order,
+    layer_described_twice,
+    numpy_layer_argument,
+    lambda_missing_global,
+    lambda_layer,
+    unbuildable_subclassed_model,
+    unclaimed_weights,
+    custom_object,
+    unknown_class,
+    missing_argument,
+    unknown_activation,
+    unknown_argument,
+    weights_reference,
+    pickled_weights,
+)
+
+RULES: tuple[Rule, ...] = tuple(module.RULE for module in MODULES)
+_BY_CODE = {module.RULE.code: module for module in MODULES}
+
+
+def by_code(code: str) -> ModuleType:
+    """The rule module of `code` (any case); KeyError when there is none."""
+    return _BY_CODE[code.strip().upper()]
+
+
+def repairs(module: ModuleType) -> bool:
+    """Whether the rule repairs what it finds (it has an `apply`)."""
+    return hasattr(module, "apply")
+
+
+def codes(text: str | None) -> frozenset[str] | None:
+    """`KR301,KR601` as a set of known codes (None for None); KeyError for an unknown one."""
+    if text is None:
+        return None
+    return frozenset(by_code(code).RULE.code for code in text.split(",") if code.strip())
