@@ -106,6 +106,3 @@ def _chosen(finding: Finding, options: Options) -> bool:
 def _weights_after(archive: Archive, edit: Edit) -> WeightsTree | None:
     """The weights tree the recorded group operations leave (None: untouched)."""
     return archive.weights().edited(edit.weight_ops) if edit.weight_ops else None
-
-
-__all__ = ["FixResult", "fix"]
