@@ -315,6 +315,7 @@ def probe(
     timeout: float = 600,
     write_reference: str | os.PathLike | None = None,
     compare_with: str | os.PathLike | None = None,
+    tolerance: float | None = None,
 ) -> dict:
     """Load ``archive`` with Keras ``version`` in a fresh process; predict and compare.
 
@@ -331,6 +332,7 @@ def probe(
     (the child died: ``returncode`` and the last line of stderr), ``timeout`` or
     ``probe_error`` (the reference could not be read, or keras could not be
     imported). Without ``reference`` (or ``compare_with``) a successful load is ``ok``.
+    ``tolerance`` widens rtol = atol (a reference made by another framework: tf.keras).
 
     ``custom_objects_module`` is imported from ``fixtures/`` before loading (e.g.
     ``"custom_objects"``, which registers the fixture classes). ``write_reference``
@@ -356,5 +358,6 @@ def probe(
         custom_objects_module=custom_objects_module,
         env=_child_env(custom_objects_module),
         timeout=timeout,
+        tolerance=tolerance,
     )
     return {"requested": version, "warnings": [], "compared": None, **result}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
+from . import keras2
 from .archive import open_archive
 from .context import DEFAULTS, Options
 from .fix import FixResult, fix
@@ -27,10 +28,14 @@ def fix_archive(
 ) -> FixResult:
     """Repair the archive at `path` into `output`: a new file, `path` itself
     (in place, with a backup until the result is checked), or None for a dry
-    run that writes nothing."""
+    run that writes nothing. A Keras 2 model that cannot be fully converted
+    is not written (`result.withheld`)."""
     with open_archive(path) as archive:
         result = fix(archive, options, only, skip)
-        if output is not None:
+        if output is not None and keras2.applies(archive) and result.left:
+            # a Keras 2 model half-converted loads nowhere: nothing is written
+            result.withheld = True
+        elif output is not None:
             write_edit(archive, result.edit, output)
             result.output = str(output)
     return result

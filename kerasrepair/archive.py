@@ -86,22 +86,31 @@ class ArchiveProblem:
 
 class Archive:
     """An opened `.keras` archive, read once by `open_archive()` and not changed
-    after; close it when done. The weights tree is read on first use."""
+    after; close it when done. The weights tree is read on first use.
+
+    A legacy HDF5 model (`model.save("m.h5")` in Keras 2) opens as an Archive
+    too (`format == "h5"`): no entries, its `model_config` attribute as the
+    config (with `training_config` as the `compile_config` a .keras holds),
+    its root attributes as the metadata, `legacy` the file's description.
+    """
 
     def __init__(
         self,
         path: Path,
-        zf: zipfile.ZipFile,
+        zf: zipfile.ZipFile | None,
         entries: list[Entry],
         config_bytes: bytes,
         config: dict[str, Any],
         metadata: dict[str, Any] | None,
         problems: tuple[ArchiveProblem, ...],
+        legacy=None,  # legacy_h5.LegacyModel of an HDF5 model
     ):
         self.path = path
         self.file_size = path.stat().st_size
         self.entries = tuple(entries)
-        self.comment = zf.comment
+        self.comment = zf.comment if zf is not None else b""
+        self.legacy = legacy
+        self.format = "h5" if legacy is not None else "keras"
         self.config_bytes = config_bytes
         self.config = config
         self.metadata = metadata
@@ -117,7 +126,8 @@ class Archive:
         self.close()
 
     def close(self) -> None:
-        self._zip.close()
+        if self._zip is not None:
+            self._zip.close()
 
     def entry(self, name: str) -> Entry | None:
         return self._by_name.get(name)
@@ -130,6 +140,15 @@ class Archive:
     def keras_version(self) -> str | None:
         version = (self.metadata or {}).get("keras_version")
         return version if isinstance(version, str) else None
+
+    @property
+    def keras2(self) -> bool:
+        """Whether Keras 2 (tf.keras) wrote it: a legacy HDF5 model, or a
+        `.keras` whose metadata names a 2.x release."""
+        version = self.keras_version or ""
+        return version.startswith(("1.", "2.")) or (
+            self.format == "h5" and not version.startswith("3.")
+        )
 
     @property
     def weights_entry(self) -> Entry | None:
@@ -160,7 +179,9 @@ class Archive:
             from . import weights  # h5py costs ~0.2 s to import
 
             entry = self.weights_entry
-            if entry is None:
+            if self.legacy is not None:
+                self._weights = weights.legacy_tree(self.legacy)
+            elif entry is None:
                 self._weights = weights.WeightsTree(format="none", entry=None)
             else:
                 read = weights.read_h5 if entry.name == WEIGHTS_H5 else weights.read_npz
@@ -213,6 +234,8 @@ def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archi
     limits = limits or Limits()
     path = Path(path)
     head = _read_head(path)
+    if _HDF5_MAGIC in (head[:8], head[512:520]):
+        return _open_h5(path, limits)
     _recognise_non_zip(path, head)
     zf = open_zip(path)
     try:
@@ -225,6 +248,45 @@ def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archi
     except BaseException:
         zf.close()
         raise
+
+
+def _open_h5(path: Path, limits: Limits) -> Archive:
+    """A legacy HDF5 model as an Archive (see `Archive`); a weights-only HDF5
+    file is refused with what to do."""
+    from . import legacy_h5  # h5py costs ~0.2 s to import
+
+    with open(path, "rb") as f:
+        legacy = legacy_h5.read_legacy(f, str(path))
+    if legacy.model_config is None:
+        layout = "Keras 3 (save_weights)" if legacy.kind == "keras3-weights" else "save_weights"
+        raise ArchiveError(
+            str(path),
+            f"is a weights-only HDF5 file ({layout}): it holds no architecture",
+            "build the model in code and call model.load_weights() on it, then "
+            "model.save('model.keras')",
+        )
+    config = legacy.model_config
+    if not isinstance(config, dict):
+        raise ArchiveError(
+            f"{path}:model_config",
+            f"holds a JSON {type(config).__name__}, not an object",
+            "the attribute must be a serialized Keras model; re-save the model",
+        )
+    if legacy.training_config is not None:
+        config = {**config, "compile_config": legacy.training_config}
+    config_bytes = json.dumps(config).encode("utf-8")
+    if len(config_bytes) > limits.max_json_size:
+        raise ArchiveError(
+            f"{path}:model_config",
+            f"is {len(config_bytes)} bytes, over the limit of {limits.max_json_size}",
+            "raise the limit if you trust this file",
+        )
+    _parse_json(f"{path}:model_config", config_bytes, limits)  # the depth limit
+    metadata = {"keras_version": legacy.keras_version, "backend": legacy.backend}
+    problems = ()
+    if legacy.keras_version is None:
+        problems = (ArchiveProblem("keras_version", "attribute is missing"),)
+    return Archive(path, None, [], config_bytes, config, metadata, problems, legacy=legacy)
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
@@ -300,13 +362,6 @@ def _recognise_non_zip(path: Path, head: bytes) -> None:
             str(path),
             f"is a Git LFS pointer ({size} bytes), not the model",
             "fetch the real file with `git lfs pull`",
-        )
-    if _HDF5_MAGIC in (head[:8], head[512:520]):
-        named = " named .keras" if path.suffix == ".keras" else ""
-        raise ArchiveError(
-            str(path),
-            f"is a legacy HDF5 Keras model or an HDF5 weights file{named}, not a .keras archive",
-            "load it with the Keras that saved it and save it again as .keras",
         )
     if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
         raise ArchiveError(

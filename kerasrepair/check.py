@@ -11,14 +11,16 @@ config schema (KR2xx) share one walk of the serialized objects
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import registry, schema
+from . import keras2, registry, runner, schema
 from .archive import Archive, open_archive
 from .context import Context, Options
-from .findings import ERROR, WARNING, Finding
+from .edit import Edit
+from .findings import ERROR, SAFE, WARNING, Finding
 
 
 @dataclass
@@ -61,10 +63,25 @@ def check(archive: Archive, keras: str | None = None) -> CheckResult:
 
 
 def findings(ctx: Context) -> list[Finding]:
-    """What every checked rule finds in `ctx`, for its target release."""
+    """What every checked rule finds in `ctx`, for its target release.
+
+    A Keras 2 archive is read as `fix` converts it: the conversion rules
+    (KR7xx) report what they convert, and the other rules report what is
+    left after their safe fixes, so one problem is not reported twice (an
+    argument KR702 renames is no unknown argument too).
+    """
     found = []
-    for module in registry.MODULES:
-        rule = module.RULE
-        if rule.checked and schema.breaks_in(rule.breaks_in, ctx.target):
-            found += module.detect(ctx)
+    modules = [
+        module
+        for module in registry.MODULES
+        if module.RULE.checked and schema.breaks_in(module.RULE.breaks_in, ctx.target)
+    ]
+    if keras2.applies(ctx.archive):
+        conversion = [module for module in modules if module in registry.KERAS2]
+        edit = Edit.of(json.dumps(ctx.config).encode())
+        ctx = Context(ctx.archive, edit.config, ctx.options, ctx.edited_weights)
+        ctx, found = runner.run(ctx, edit, conversion, lambda finding: finding.fix == SAFE)
+        modules = [module for module in modules if module not in registry.KERAS2]
+    for module in modules:
+        found += module.detect(ctx)
     return found

@@ -75,6 +75,8 @@ class Context:
         (the newest kerasrepair knows when it has no schema for that one)."""
         if self.options.keras is not None:
             return schema.release_for(self.options.keras)
+        if self.saved.name.startswith("2."):
+            return schema.newest()  # a Keras 2 archive is loaded by Keras 3
         return self.saved
 
     @cached_property

@@ -101,6 +101,11 @@ class Edit:
     config: dict[str, Any]
     changes: list[Change] = field(default_factory=list)
     weight_ops: list[GroupOp] = field(default_factory=list)
+    # a new weights file laid out as Keras 3 stores it (`keras3_weights.Plan`,
+    # KR708: a Keras 2 model); the group operations apply to it
+    weights_plan: Any = None
+    # a new metadata.json (a Keras 2 archive converted: the release it now is for)
+    metadata: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, config_bytes: bytes) -> Edit:

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import check, registry
+from . import check, keras2, registry, runner
 from .archive import Archive
 from .context import DEFAULTS, Context, Options
 from .edit import Edit
@@ -35,6 +35,7 @@ class FixResult:
     config_before: str = field(repr=False)
     remaining: list[Finding] = field(default_factory=list)
     output: str | None = None  # set by the caller once written; None for a dry run
+    withheld: bool = False  # a Keras 2 model not fully converted: nothing written
     # the weights trees before and after, when a fix edits the weights
     weights_before: WeightsTree | None = None
     weights_after: WeightsTree | None = None
@@ -57,6 +58,7 @@ class FixResult:
         return {
             "path": self.path,
             "output": self.output,
+            "withheld": self.withheld,
             "target": self.target,
             "changes": [c.to_dict() for c in self.changes],
             "remaining": [f.to_dict() for f in self.remaining],
@@ -78,14 +80,22 @@ def fix(
     edit = Edit.of(archive.config_bytes)
     ctx = Context(archive, edit.config, options)
     ctx.target  # noqa: B018 (a --keras with no schema fails before anything runs)
-    for module in registry.MODULES:
-        code = module.RULE.code
-        if not registry.repairs(module) or code in skip or (only is not None and code not in only):
-            continue
-        chosen = [finding for finding in module.detect(ctx) if _chosen(finding, options)]
-        if chosen:
-            edit.changes += module.apply(ctx, edit, chosen)
-            ctx = Context(archive, edit.config, options, _weights_after(archive, edit))
+    modules = [
+        module
+        for module in registry.MODULES
+        if registry.repairs(module)
+        and module.RULE.code not in skip
+        and (only is None or module.RULE.code in only)
+    ]
+    ctx, _ = runner.run(ctx, edit, modules, lambda finding: _chosen(finding, options))
+    if keras2.applies(archive) and edit.changes:
+        # converted: the archive is now one of the release it was converted for
+        saved = (archive.metadata or {}).get("date_saved")
+        edit.metadata = {
+            "keras_version": ctx.target.keras_version,
+            "date_saved": saved if isinstance(saved, str) else "1980-01-01@00:00:00",
+            "converted_from": archive.keras_version,
+        }
     result = FixResult(
         path=str(archive.path),
         target=ctx.target.keras_version,
@@ -93,7 +103,7 @@ def fix(
         config_before=archive.config_bytes.decode("utf-8"),
         remaining=[finding for finding in check.findings(ctx) if finding.severity != NOTE],
     )
-    if edit.weight_ops:
+    if edit.weight_ops or edit.weights_plan is not None:
         result.weights_before = archive.weights()
         result.weights_after = ctx.weights()
     return result
@@ -101,8 +111,3 @@ def fix(
 
 def _chosen(finding: Finding, options: Options) -> bool:
     return finding.fix == SAFE or (finding.fix == UNSAFE and options.unsafe_fixes)
-
-
-def _weights_after(archive: Archive, edit: Edit) -> WeightsTree | None:
-    """The weights tree the recorded group operations leave (None: untouched)."""
-    return archive.weights().edited(edit.weight_ops) if edit.weight_ops else None

@@ -13,6 +13,14 @@ from .findings import Rule
 from .passes import (
     config_structure,
     custom_object,
+    keras2_axis_list,
+    keras2_compile_config,
+    keras2_dtype_policy,
+    keras2_input_shape,
+    keras2_lambda,
+    keras2_module,
+    keras2_nested_sequential_node,
+    keras2_weights_layout,
     lambda_layer,
     lambda_missing_global,
     layer_described_twice,
@@ -35,6 +43,15 @@ MODULES: tuple[ModuleType, ...] = (
     no_schema_for_release,
     metadata_structure,
     config_structure,
+    # Keras 2 -> Keras 3 (KR7xx): the wiring first, as tf.keras numbered it
+    keras2_nested_sequential_node,
+    keras2_lambda,
+    keras2_dtype_policy,
+    keras2_compile_config,
+    keras2_module,
+    keras2_input_shape,
+    keras2_axis_list,
+    keras2_weights_layout,
     lost_node_indices,
     shared_layer_call_order,
     layer_described_twice,
@@ -51,6 +68,10 @@ MODULES: tuple[ModuleType, ...] = (
     weights_reference,
     pickled_weights,
 )
+
+# the Keras 2 -> Keras 3 conversion (KR7xx): `check` reads a Keras 2 archive as
+# these rules convert it
+KERAS2: tuple[ModuleType, ...] = tuple(m for m in MODULES if m.RULE.code.startswith("KR7"))
 
 RULES: tuple[Rule, ...] = tuple(module.RULE for module in MODULES)
 _BY_CODE = {module.RULE.code: module for module in MODULES}

@@ -179,6 +179,8 @@ def render_fix(result, show_diff: bool = False) -> None:
         fixed += f", {warnings} warning" + ("s" if warnings > 1 else "")
     if result.output:
         fixed += f"; wrote {result.output}"
+    elif result.withheld:
+        fixed += "; nothing written: the conversion to Keras 3 is incomplete"
     elif result.changes:
         fixed += "; dry run, nothing written"
     lines.append(fixed)

@@ -32,6 +32,7 @@ def run_probe(
     custom_objects_module: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 600,
+    tolerance: float | None = None,
 ) -> dict[str, Any]:
     """Run the child on one archive; its JSON result, or why there is none.
     `compare_with` (another archive) is loaded in the same child and predicted on
@@ -51,6 +52,8 @@ def run_probe(
             args += ["--custom-objects", custom_objects_module]
         if unsafe:
             args.append("--unsafe")
+        if tolerance:
+            args += ["--tolerance", repr(tolerance)]
         child_env = dict(os.environ if env is None else env)
         child_env.setdefault("KERAS_BACKEND", "jax")
         child_env.setdefault("JAX_PLATFORMS", "cpu")

@@ -51,7 +51,7 @@ class WeightsProblem:
 
 @dataclass
 class WeightsTree:
-    format: str  # "h5", "npz" or "none"
+    format: str  # "h5", "npz", "none", or "legacy-h5" (a Keras 2 HDF5 model's model_weights)
     entry: str | None
     variables: list[Variable] = field(default_factory=list)
     # group path of each `vars` group -> the layer name Keras stored on it
@@ -133,6 +133,45 @@ class WeightsTree:
             pickled=list(self.pickled),
         )
         return tree
+
+
+def legacy_tree(legacy) -> WeightsTree:
+    """The weights of a legacy HDF5 model (`legacy_h5.LegacyModel`) as a tree:
+    its dataset paths (`model_weights/dense/dense/kernel:0`), Keras 2's layout."""
+    variables = [
+        Variable(w.path, w.shape, w.dtype, math.prod(w.shape) * np.dtype(w.dtype).itemsize)
+        for weights in (*legacy.layers.values(), legacy.optimizer)
+        for w in weights
+    ]
+    iterations = None
+    return WeightsTree(
+        format="legacy-h5", entry=None, variables=variables, optimizer_iterations=iterations
+    )
+
+
+def planned_tree(plan, source: WeightsTree) -> WeightsTree:
+    """The tree of the weights file `keras3_weights.write` makes from `plan`
+    (a `keras3_weights.Plan` over the `source` tree), from paths alone."""
+    by_path = {v.path: v for v in source.variables}
+    variables = []
+    for path, origin in plan.datasets:
+        if hasattr(origin, "path"):
+            variables.append(dataclasses.replace(by_path[origin.path], path=path))
+        else:
+            dtype = np.dtype(origin.dtype)
+            variables.append(Variable(path, (), str(dtype), dtype.itemsize))
+    names = dict(plan.names)
+    groups = [g for g in plan.groups if g.rsplit("/", 1)[-1] == "vars"]
+    iterations = source.optimizer_iterations
+    if not any(v.path.startswith(OPTIMIZER) for v in variables):
+        iterations = None
+    return WeightsTree(
+        format="h5",
+        entry="model.weights.h5",
+        variables=sorted(variables, key=lambda v: _natural_key(v.path)),
+        var_groups={g: names.get(g) for g in sorted(groups, key=_natural_key)},
+        optimizer_iterations=iterations,
+    )
 
 
 def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import glob
+import json
 import os
 import secrets
 import shutil
 import struct
+import tempfile
 import time
 import zipfile
 import zlib
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from .archive import (
     CONFIG,
+    METADATA,
     WEIGHTS_H5,
     Archive,
     Entry,
@@ -40,7 +43,7 @@ from .archive import (
     read_entry,
 )
 from .edit import Edit
-from .errors import ArchiveError, WriteError
+from .errors import ArchiveError, RepairError, WriteError
 
 # Entries the writer adds (not replacing one) get this fixed date, for
 # byte-identical output.
@@ -64,13 +67,27 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
     is written, checked and renamed into place.
     """
     target = Path(target)
+    if archive.format == "h5" and target.suffix.lower() in H5_SUFFIXES:
+        return _write_h5_model(archive, edit, target)
     replacements: dict[str, bytes | os.PathLike] = {}
-    if edit.changes:
+    if edit.changes or archive.format == "h5":
         replacements[CONFIG] = edit.config_json().encode()
+    if edit.metadata is not None:
+        replacements[METADATA] = json.dumps(edit.metadata).encode()
     in_place = target.exists() and os.path.samefile(target, archive.path)
     backup = archive.path.with_name(archive.path.name + BACKUP_SUFFIX)
     with contextlib.ExitStack() as scratch:
-        if edit.weight_ops:
+        if archive.format == "h5" and edit.weights_plan is None:
+            raise RepairError(
+                str(archive.path),
+                "the HDF5 model's weights cannot be re-laid for Keras 3 (see KR708); "
+                "nothing was written",
+            )
+        if edit.weights_plan is not None:
+            replacements[WEIGHTS_H5] = scratch.enter_context(
+                _relaid_weights(archive, edit, target.parent)
+            )
+        elif edit.weight_ops:
             from .weights import read_h5_file
             from .weights_edit import edited_weights
 
@@ -88,6 +105,98 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
             if in_place:  # written and checked, or not written at all
                 backup.unlink(missing_ok=True)
     return target
+
+
+H5_SUFFIXES = (".h5", ".hdf5", ".keras2")
+
+
+@contextlib.contextmanager
+def _relaid_weights(archive: Archive, edit: Edit, directory: Path):
+    """model.weights.h5 in Keras 3's layout (`edit.weights_plan`), then the
+    group operations: a scratch file beside the target, removed after."""
+    from . import keras3_weights
+    from .runner import weights_after
+    from .weights import read_h5_file
+    from .weights_edit import apply_ops
+
+    fd, name = tempfile.mkstemp(prefix=".kerasrepair-weights-", suffix=".h5", dir=directory)
+    os.close(fd)
+    scratch = Path(name)
+    try:
+        if archive.format == "h5":
+            source = open(archive.path, "rb")  # noqa: SIM115 (closed below)
+        else:
+            source = archive.open_seekable(archive.weights_entry)
+        with source:
+            keras3_weights.write(source, edit.weights_plan, str(scratch))
+        if edit.weight_ops:
+            apply_ops(scratch, edit.weight_ops)
+        expected = weights_after(archive, edit).listing()
+        if read_h5_file(scratch, WEIGHTS_H5).listing() != expected:
+            raise WriteError("the re-laid weights are not the tree the fix predicted")
+        yield scratch
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _write_h5_model(archive: Archive, edit: Edit, target: Path) -> Path:
+    """An HDF5 model repaired as HDF5 (`fix old.h5 -o new.h5`): a copy with its
+    `model_config` (and `training_config`) attributes rewritten; the weights
+    are untouched. Written beside the target and renamed, as an archive is."""
+    import h5py
+
+    config = dict(edit.config)
+    compile_config = config.pop("compile_config", None)
+    durable = target.exists()
+    temporary = _create_temporary(target)
+    try:
+        shutil.copyfile(archive.path, temporary)
+        with h5py.File(temporary, "r+") as h5:
+            h5.attrs["model_config"] = json.dumps(config)
+            if compile_config is not None:
+                h5.attrs["training_config"] = json.dumps(_training_config(compile_config))
+        if durable:
+            with open(temporary, "rb") as f:
+                os.fsync(f.fileno())
+        with h5py.File(temporary, "r") as h5:  # re-read as any input
+            if json.loads(h5.attrs["model_config"]) != config:
+                raise WriteError("the written model_config is not the repaired one")
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_directory(target.parent)
+    return target
+
+
+HDF5_METRIC_NAMES = {
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "mape": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error",
+}
+
+
+def _training_config(compile_config: dict) -> dict:
+    """A Keras 3 compile configuration in the HDF5 `training_config` form."""
+    if "optimizer_config" in compile_config:
+        return compile_config  # never converted
+    optimizer = compile_config.get("optimizer")
+    training = {k: v for k, v in compile_config.items() if k != "optimizer"}
+    for key in ("metrics", "weighted_metrics"):  # the HDF5 loader knows full names only
+        if isinstance(training.get(key), list):
+            training[key] = [
+                HDF5_METRIC_NAMES.get(m, m) if isinstance(m, str) else m for m in training[key]
+            ]
+    if isinstance(optimizer, dict):
+        training["optimizer_config"] = {
+            "class_name": optimizer.get("class_name"),
+            "config": optimizer.get("config", {}),
+        }
+    elif isinstance(optimizer, str):
+        training["optimizer_config"] = {"class_name": optimizer, "config": {}}
+    return training
 
 
 def write_archive(

@@ -16,7 +16,6 @@ from kerasrepair.cli import app
 REFUSED = {
     "empty.keras": "is empty (0 bytes)",
     "lfs_pointer.keras": "git lfs pull",
-    "legacy_h5.keras": "legacy HDF5 Keras model",
     "not_a_zip.keras": "is an HTML page",
     "truncated.keras": "truncated or damaged zip (no end-of-central-directory record",
     "duplicate_entries.keras": "appears more than once",

@@ -26,7 +26,7 @@ def detect(ctx: Context) -> list[Finding]:
         Finding(RULE.code, f"{problem.entry} {problem.message}", f"{problem.entry}:", WARNING)
         for problem in archive.problems
     ]
-    if archive.metadata is not None:
+    if archive.metadata is not None and archive.format != "h5":  # an HDF5 model's: its attributes
         for error in schema.metadata_validator().iter_errors(archive.metadata):
             findings.append(
                 Finding(

@@ -23,8 +23,8 @@ as such; pass --keras X.Y to check against the release you will load with.""",
 
 def detect(ctx: Context) -> list[Finding]:
     saved = ctx.archive.keras_version
-    if ctx.options.keras is not None or schema.name_for(saved or ""):
-        return []
+    if ctx.options.keras is not None or schema.name_for(saved or "") or ctx.archive.keras2:
+        return []  # a Keras 2 archive is checked as its conversion to Keras 3
     # newer than any known, Keras 2 (loaded by a Keras 3) or unknown: the newest
     said = f"Keras {saved}" if saved else "an unknown Keras release (no keras_version)"
     return [

@@ -32,6 +32,8 @@ def detect(ctx: Context) -> list[Finding]:
     if model.kind == SUBCLASSED:
         return []
     weights = ctx.weights()
+    if weights.format == "legacy-h5":
+        return []  # Keras 2's layout: KR708 re-lays it
     claimed = {layer.weights_path for layer in model.walk() if layer.weights_path}
     unclaimed = sorted(
         group
