@@ -11,6 +11,10 @@ Compares
   * the raw-copy writer (copy, then re-open and CRC-check) with `cp`;
   * `kerasrepair fix` of one numpy literal with `cp` and with a Keras
     `load_model` + `save` round trip (which Keras 3.15.1 can do on this file);
+  * `kerasrepair fix old.h5 -o new.keras` of a Keras 2 EfficientNetB0 (saved by
+    tf.keras 2.15: `.venvs/tf-2.15/bin/python dev/keras2_applications.py --save`)
+    with Keras's load_model + save, which fails on that file (timed on the
+    `.h5` kerasrepair repaired as HDF5) and with `cp`;
 and prints each median and the ratio. Every command runs as its own process,
 as a user would run it, so start-up and imports count.
 """
@@ -163,8 +167,50 @@ def main() -> int:
             fix_command = [*kerasrepair, "fix", str(numpy_archive), "-o", str(written)]
             print(f"kerasrepair fix peak RSS: {peak_rss(fix_command, clear):.0f} MiB")
             report("kerasrepair fix (1 numpy literal)", fix, keras_round_trip, "keras load + save")
+        keras2_h5 = CACHE / "keras2-apps" / "EfficientNetB0.h5"
+        if keras2_h5.exists():
+            bench_keras2(keras2_h5, Path(scratch), args.runs, kerasrepair)
+        else:
+            print(f"{keras2_h5} is missing: see bench/make_archives.py for the Keras 2 model")
     shutil.rmtree(CACHE / "__pycache__", ignore_errors=True)
     return 0
+
+
+def bench_keras2(source: Path, scratch: Path, runs: int, kerasrepair: list[str]) -> None:
+    """A Keras 2 (tf.keras 2.15) EfficientNetB0 .h5 converted to .keras: kerasrepair,
+    against Keras 3's own load_model + save, which fails on the original; timed on
+    the .h5 kerasrepair repaired in place (`fix -o new.h5`), which it reads."""
+    converted = scratch / "converted.keras"
+    repaired = scratch / "repaired.h5"
+    saved = scratch / "saved.keras"
+
+    def clear():
+        for path in (converted, saved):
+            path.unlink(missing_ok=True)
+
+    print(f"Keras 2 model: {source} ({source.stat().st_size:,} bytes)")
+    convert = [*kerasrepair, "fix", str(source), "-o", str(converted)]
+    fix = timed(convert, runs, clear)
+    cp = timed(["cp", str(source), str(saved)], runs, clear)
+    print(f"kerasrepair fix .h5 -> .keras peak RSS: {peak_rss(convert, clear):.0f} MiB")
+    round_trip = [
+        PYTHON,
+        "-c",
+        "import sys, keras\nkeras.saving.load_model(sys.argv[1]).save(sys.argv[2])",
+    ]
+    original = subprocess.run(
+        [*round_trip, str(source), str(saved)], capture_output=True, text=True, env=ENV
+    )
+    said = (original.stderr.strip().splitlines() or ["?"])[-1][:100]
+    print(f"keras load_model + save of the original .h5: exit {original.returncode} ({said})")
+    subprocess.run(
+        [*kerasrepair, "fix", str(source), "-o", str(repaired)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    keras_round_trip = timed([*round_trip, str(repaired), str(saved)], max(1, min(runs, 3)), clear)
+    report("kerasrepair fix .h5 -> .keras", fix, keras_round_trip, "keras load + save (repaired)")
+    report("kerasrepair fix .h5 -> .keras", fix, cp, "cp")
 
 
 if __name__ == "__main__":

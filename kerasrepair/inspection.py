@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import graph, registry
+from . import graph, keras2, registry
 from .archive import Archive, Limits, open_archive
 from .context import Context
 from .findings import Finding
@@ -44,6 +44,11 @@ def describe(archive: Archive) -> dict[str, Any]:
         "report_version": REPORT_VERSION,
         "path": str(archive.path),
         "file_size": archive.file_size,
+        # "keras" (a .keras zip) or "h5" (a legacy HDF5 model)
+        "format": archive.format,
+        # what wrote it: "keras3", or "keras2" (tf.keras), which Keras 3 loads
+        # only once converted (`kerasrepair fix`)
+        "written_by": "keras2" if keras2.applies(archive) else "keras3",
         "entries": [
             {
                 "name": e.name,
@@ -103,6 +108,11 @@ def _params(layer: Layer, weights: WeightsTree) -> int | None:
     """The layer's parameters as stored; None when the file cannot tell."""
     if weights.pickled:
         return None
+    if weights.format == "legacy-h5":  # Keras 2's layout: by the weights' names
+        if layer.submodel is not None:
+            return sum(_params(inner, weights) or 0 for inner in layer.submodel.layers)
+        prefix = f"/{layer.name}/"
+        return sum(v.size for v in weights.model_variables if prefix in f"/{v.path}")
     return weights.params_under(layer.weights_path) if layer.weights_path else 0
 
 
@@ -141,7 +151,7 @@ def _weights(archive: Archive, weights: WeightsTree) -> dict[str, Any]:
 def _optimizer_config(config: dict[str, Any]) -> dict[str, Any]:
     compile_config = config.get("compile_config")
     if isinstance(compile_config, dict):
-        optimizer = compile_config.get("optimizer")
+        optimizer = compile_config.get("optimizer", compile_config.get("optimizer_config"))
         if isinstance(optimizer, dict):
             return optimizer
         if isinstance(optimizer, str):

@@ -17,17 +17,32 @@ def applies(archive) -> bool:
     return archive.keras2 or archive.format == "h5"
 
 
-def builtin_key(release: ReleaseSchema, obj: dict[str, Any]) -> str | None:
+# where in config.json an object without a module is looked up first: a class
+# name can be both a loss and a metric (MeanSquaredError, BinaryCrossentropy)
+_MODULE_BY_PLACE = {
+    "loss": "keras.losses",
+    "metrics": "keras.metrics",
+    "weighted_metrics": "keras.metrics",
+    "optimizer": "keras.optimizers",
+}
+
+
+def builtin_key(release: ReleaseSchema, obj: dict[str, Any], path: tuple = ()) -> str | None:
     """The `$defs` key of the built-in class `obj` names in `release`: by its
     module and class name, else by its class name alone (a Keras 2 module
-    path, or none in an HDF5 model's config)."""
+    path, or none in an HDF5 model's config), else in the module of the
+    place it is at in config.json (`path`: a loss under compile_config/loss)."""
     class_name = obj.get("class_name")
     if not isinstance(class_name, str):
         return None
     module = obj.get("module")
     if isinstance(module, str) and not module.startswith("keras"):
         return None  # a custom object's own module
-    return release.resolve(module, class_name) or release.resolve(None, class_name)
+    key = release.resolve(module, class_name) or release.resolve(None, class_name)
+    if key is None and len(path) >= 2 and path[0] == "compile_config":
+        place = _MODULE_BY_PLACE.get(path[1])
+        key = release.resolve(place, class_name) if place else None
+    return key
 
 
 def class_is(release: ReleaseSchema, obj: dict[str, Any], *names: str) -> bool:

@@ -509,7 +509,7 @@ def plan_from_legacy(config: dict, legacy: LegacyModel, optimizer: dict | None) 
     if not problems:
         trainable = _keras3_trainable(nodes)
         optimizer_datasets, optimizer_groups = _optimizer_from_legacy(
-            legacy, optimizer, trainable, legacy_names, shapes, dropped
+            legacy, optimizer, trainable, legacy_names, shapes, dropped, _mixed_float16(config)
         )
     groups, names = _groups(root, optimizer_groups)
     return Plan(
@@ -698,6 +698,18 @@ def _slot_layout(class_name: str, config: dict) -> tuple[str, list[str]] | str:
     return f"the slot layout of {class_name} is not known here"
 
 
+LOSS_SCALE = ("LossScaleOptimizer", "LossScaleOptimizerV3")  # Keras 3, tf.keras 2.11+
+
+
+def _mixed_float16(config: dict) -> bool:
+    """Whether Keras 3's compile wraps the optimizer in a LossScaleOptimizer:
+    the model's dtype policy is mixed_float16 (`auto_scale_loss`)."""
+    policy = _config(config).get("dtype")
+    if isinstance(policy, dict):
+        policy = _config(policy).get("name")
+    return policy == "mixed_float16"
+
+
 OPTIMIZER_NAMES = {  # compile(optimizer="adam") keeps the string
     "adam": "Adam",
     "adamw": "AdamW",
@@ -739,6 +751,7 @@ def _optimizer_from_legacy(
     legacy_names: dict[str, list[_Slot]],
     shapes: dict[str, tuple[int, ...]],
     dropped: list[str],
+    mixed: bool,
 ) -> tuple[list[tuple[str, Source]], list[tuple[str, str | None]]]:
     state = legacy.optimizer
     if not state:
@@ -749,7 +762,9 @@ def _optimizer_from_legacy(
         return [], []
     class_name, config = _optimizer_parts(optimizer)
     wrapper = None
-    if class_name == "LossScaleOptimizer":
+    if mixed and class_name not in LOSS_SCALE:
+        wrapper = {}  # Keras 3's compile wraps it (auto_scale_loss)
+    if class_name in LOSS_SCALE:
         inner = config.get("inner_optimizer")
         if not isinstance(inner, (dict, str)):
             dropped.append(f"{what}: the LossScaleOptimizer has no inner_optimizer")
@@ -912,12 +927,19 @@ def plan_from_keras2_archive(config: dict, tree: Any, optimizer: dict | None) ->
 
     renamed: dict[str, Any] = {}  # Keras 3 path -> Variable
     metrics: list[str] = []
+    groups_213 = _tf213_groups(model, root, "")
     for variable in tree.model_variables:
         parts = variable.path.split("/")
         if parts[0] == "metrics":
             metrics.append(variable.path)
             continue
-        new = "/".join("layers" if p == CHECKPOINT_DEPENDENCIES else p for p in parts)
+        new = variable.path
+        if parts[0] == CHECKPOINT_DEPENDENCIES:
+            for end in range(len(parts), 0, -1):  # the longest group tf.keras 2.13 named
+                prefix = "/".join(parts[:end])
+                if prefix in groups_213:
+                    new = "/".join([groups_213[prefix], *parts[end:]])
+                    break
         renamed[new] = variable
     if metrics:
         groups_of_metrics = sorted({"/".join(p.split("/")[:2]) for p in metrics})
@@ -976,7 +998,7 @@ def plan_from_keras2_archive(config: dict, tree: Any, optimizer: dict | None) ->
         trainable = _keras3_trainable([child for _, child in root.children])
         shapes = {path: variable.shape for path, variable in renamed.items()}
         optimizer_datasets, optimizer_groups = _optimizer_from_archive(
-            tree, optimizer, trainable, shapes, dropped
+            tree, optimizer, trainable, shapes, dropped, _mixed_float16(config)
         )
     groups, names = _groups(root, optimizer_groups)
     return Plan(
@@ -986,6 +1008,35 @@ def plan_from_keras2_archive(config: dict, tree: Any, optimizer: dict | None) ->
         dropped=tuple(dropped),
         names=names,
     )
+
+
+def _tf213_groups(model: graph.ModelGraph, node: _Node, tf_prefix: str) -> dict[str, str]:
+    """tf.keras 2.12-2.13 group -> Keras 3 group, for every layer of a model.
+
+    tf.keras 2.13 saved a model's layers from its `_layer_checkpoint_dependencies`,
+    a dict listing each layer with weights twice (`layer_with_weights-<k>` and
+    `layer-<i>`) and each other layer once, named by class with one counter per
+    class over that list; a layer met the second time is not saved again but
+    takes a name: `dense`, `dense_2` for two Dense layers (Keras 3 looks for
+    `dense_1`, and reads nothing there)."""
+    by_name = {child.name: child for _, child in node.children}
+    layers = [layer for layer in model.layers if not layer.is_operation]
+    if model.kind == graph.SEQUENTIAL:
+        layers = [layer for layer in layers if layer.class_name != "InputLayer"]
+    used: dict[str, int] = {}
+    mapping: dict[str, str] = {}
+    for layer in layers:
+        child = by_name.get(layer.name)
+        group = graph._unique_name(_group_name(layer), used)
+        if child is None:
+            continue
+        if _all_slots(child, False) or not child.known:
+            graph._unique_name(_group_name(layer), used)  # listed twice
+        tf_group = f"{tf_prefix}{CHECKPOINT_DEPENDENCIES}/{group}"
+        mapping[tf_group] = child.group
+        if layer.submodel is not None:
+            mapping.update(_tf213_groups(layer.submodel, child, tf_group + "/"))
+    return mapping
 
 
 def graph_natural_key(path: str) -> list:
@@ -998,6 +1049,7 @@ def _optimizer_from_archive(
     trainable: list[_Slot],
     shapes: dict[str, tuple[int, ...]],
     dropped: list[str],
+    mixed: bool,
 ) -> tuple[list[tuple[str, Source]], list[tuple[str, str | None]]]:
     """tf.keras 2.13-2.15 keeps `optimizer/vars/0` the iteration, then the
     slots, built over the same trainable variables in the same layouts as
@@ -1020,7 +1072,9 @@ def _optimizer_from_archive(
         return [], []
     class_name, config = _optimizer_parts(optimizer)
     wrapper = None
-    if class_name == "LossScaleOptimizer":
+    if mixed and class_name not in LOSS_SCALE:
+        wrapper = {}  # Keras 3's compile wraps it (auto_scale_loss)
+    if class_name in LOSS_SCALE:
         inner = config.get("inner_optimizer")
         if not isinstance(inner, (dict, str)):
             dropped.append(f"{what}: the LossScaleOptimizer has no inner_optimizer")
@@ -1125,9 +1179,22 @@ def write(source: BinaryIO, plan: Plan, target: BinaryIO | str | os.PathLike) ->
     same bytes. Raises ValueError for a plan with problems."""
     if plan.problems:
         raise ValueError("the plan has problems; nothing is written:\n" + "\n".join(plan.problems))
+    if isinstance(target, (str, os.PathLike)):
+        # through a file object too: HDF5's file-object driver lays the file out
+        # otherwise than its own for a path; one way, one result
+        with open(target, "w+b") as handle:
+            write(source, plan, handle)
+        return
     names = dict(plan.names)
+    raw = io.BufferedReader(source, 2**16)  # HDF5 reads metadata in small pieces
+    try:
+        _write(raw, plan, names, target)
+    finally:
+        raw.detach()  # the caller's file stays open
+
+
+def _write(raw: io.BufferedReader, plan: Plan, names: dict[str, str], target: BinaryIO) -> None:
     with (
-        io.BufferedReader(source, 2**16) as raw,
         h5py.File(raw, "r") as src,
         h5py.File(target, "w", track_order=False) as dst,
     ):

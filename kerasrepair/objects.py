@@ -134,6 +134,10 @@ class ObjectChecker:
     def _class(self, path: tuple, obj: dict, subject: Subject) -> list[Finding]:
         class_name, module = obj["class_name"], obj.get("module")
         registered = obj.get("registered_name")
+        if class_name.startswith("Custom>") and self.release.resolve(
+            "keras.optimizers", class_name.removeprefix("Custom>")
+        ):
+            return []  # tf.keras 2.11+'s name for its own optimizers in an HDF5 model (KR707)
         if isinstance(registered, str) and ">" in registered:
             return [_custom(path, obj, subject)]
         is_keras = is_builtin(module)

@@ -16,18 +16,26 @@ _MAX_CELL = 48
 def render_inspection(report: dict[str, Any], show_weights: bool = False) -> None:
     lines: list[str] = []
     metadata = report["metadata"]
-    lines.append(
-        f"{_bold(report['path'])}  {_size(report['file_size'])}, saved by Keras "
-        f"{metadata['keras_version'] or '?'} on {metadata['date_saved'] or '?'}"
-    )
-    lines += _table(
-        ["entry", "size", "compressed", "method", "crc32"],
-        [
-            [e["name"], f"{e['size']:,}", f"{e['compressed_size']:,}", e["method"], e["crc32"]]
-            for e in report["entries"]
-        ],
-        right={1, 2},
-    )
+    saved = f"saved by Keras {metadata['keras_version'] or '?'}"
+    if report["format"] == "h5":
+        saved = f"a legacy HDF5 model, {saved}"
+    elif metadata["date_saved"]:
+        saved += f" on {metadata['date_saved']}"
+    lines.append(f"{_bold(report['path'])}  {_size(report['file_size'])}, {saved}")
+    if report["written_by"] == "keras2":
+        lines.append(
+            "  Keras 2 (tf.keras) wrote it: Keras 3 loads it once converted, with "
+            "`kerasrepair fix PATH -o NEW.keras`"
+        )
+    if report["entries"]:
+        lines += _table(
+            ["entry", "size", "compressed", "method", "crc32"],
+            [
+                [e["name"], f"{e['size']:,}", f"{e['compressed_size']:,}", e["method"], e["crc32"]]
+                for e in report["entries"]
+            ],
+            right={1, 2},
+        )
     model = report["model"]
     module = f", module {model['module']}" if model["module"] else ""
     lines.append("")

@@ -29,6 +29,7 @@ from .edit import CopyGroup, DeleteGroup, GroupOp, SetLayerName
 from .errors import ArchiveError
 
 OPTIMIZER = "optimizer/"
+_OPTIMIZER_GROUPS = (OPTIMIZER, "optimizer_weights/")  # Keras 3's, a legacy HDF5 model's
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,11 @@ class WeightsTree:
 
     @property
     def model_variables(self) -> list[Variable]:
-        return [v for v in self.variables if not v.path.startswith(OPTIMIZER)]
+        return [v for v in self.variables if not v.path.startswith(_OPTIMIZER_GROUPS)]
 
     @property
     def optimizer_variables(self) -> list[Variable]:
-        return [v for v in self.variables if v.path.startswith(OPTIMIZER)]
+        return [v for v in self.variables if v.path.startswith(_OPTIMIZER_GROUPS)]
 
     def listing(self) -> list[str]:
         """One line per `vars` group (`path/`) and per variable (`path shape
@@ -143,9 +144,12 @@ def legacy_tree(legacy) -> WeightsTree:
         for weights in (*legacy.layers.values(), legacy.optimizer)
         for w in weights
     ]
-    iterations = None
+    iterations = None  # read only when asked: the legacy file is not kept open
     return WeightsTree(
-        format="legacy-h5", entry=None, variables=variables, optimizer_iterations=iterations
+        format="legacy-h5",
+        entry="model_weights",
+        variables=variables,
+        optimizer_iterations=iterations,
     )
 
 

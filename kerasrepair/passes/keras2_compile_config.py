@@ -15,7 +15,7 @@ from typing import Any
 from .. import keras2
 from ..context import Context
 from ..edit import Edit
-from ..findings import ALWAYS, ERROR, SAFE, Change, Finding, Rule
+from ..findings import ALWAYS, ERROR, NOTE, SAFE, Change, Finding, Rule
 
 EXPLANATION = """\
 `load_model` compiles the model again from the saved compile configuration
@@ -56,6 +56,7 @@ RULE = Rule(
 )
 
 WHERE = "/compile_config"
+HDF5_OPTIMIZER = "optimizer_config (HDF5) -> optimizer"
 _OPTIMIZER_KERAS2_ONLY = ("jit_compile", "is_legacy_optimizer")
 # tf.keras 2.11+ mixed precision wraps the optimizer in this; Keras 3's takes the
 # same arguments (`dynamic` only as True)
@@ -69,9 +70,15 @@ def detect(ctx: Context) -> list[Finding]:
         return []
     _, said = converted(compile_config, _outputs(ctx))
     return [
-        Finding(RULE.code, f"compile configuration: {what}", WHERE, ERROR, fix=SAFE)
+        Finding(RULE.code, f"compile configuration: {what}", WHERE, _severity(what), fix=SAFE)
         for what in said
     ]
+
+
+def _severity(what: str) -> str:
+    """The HDF5 form of the optimizer is what Keras 3's HDF5 loader reads: a
+    note (a .keras needs the other form); everything else fails to compile."""
+    return NOTE if what == HDF5_OPTIMIZER else ERROR
 
 
 def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
@@ -95,7 +102,7 @@ def converted(compile_config: dict[str, Any], outputs: int) -> tuple[dict[str, A
                 "registered_name": None,
             }
         new = {"optimizer": optimizer, **new}
-        said.append("optimizer_config (HDF5) -> optimizer")
+        said.append(HDF5_OPTIMIZER)
     said += _optimizer(new.get("optimizer"))
     for key, default in _COMPILE_NULLS.items():
         if key in new and new[key] is None:

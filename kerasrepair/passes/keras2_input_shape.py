@@ -137,7 +137,9 @@ def _kind(ctx: Context, layer_pointer: str) -> str | None:
 
 
 def _input_layer(shape, dtype, name: str) -> dict:
-    dtype = dtype if isinstance(dtype, str) else "float32"
+    # a layer's dtype may be a policy ("mixed_float16"); its input is float32 then
+    if not isinstance(dtype, str) or dtype.startswith("mixed_"):
+        dtype = "float32"
     return {
         "module": "keras.layers",
         "class_name": "InputLayer",

@@ -90,7 +90,7 @@ def detect(ctx: Context) -> list[Finding]:
             continue  # Keras 3 finds it where it is
         if isinstance(module, str) and not module.startswith("keras"):
             continue  # a custom object (KR206)
-        key = keras2.builtin_key(ctx.target, obj)
+        key = keras2.builtin_key(ctx.target, obj, path)
         if key is None:
             continue  # no built-in class of that name: KR205 / KR206 say so
         new = keras2.module_of(key)
@@ -118,7 +118,7 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
             obj.setdefault("module", "keras.initializers")
             changes.append(Change(RULE.code, finding.location, f"class {old} -> {renamed}"))
             continue
-        key = keras2.builtin_key(ctx.target, obj)
+        key = keras2.builtin_key(ctx.target, obj, _path(finding.location))
         old = obj.get("module")
         new = keras2.module_of(key)
         # Keras 3 writes the module first; keep the order of a saved object
@@ -142,3 +142,7 @@ def _renamed(ctx: Context, obj: dict) -> str | None:
         return None
     key = keras2.builtin_key(ctx.target, obj)
     return RENAMED.get((keras2.module_of(key), obj["class_name"])) if key else None
+
+
+def _path(location: str) -> tuple:
+    return tuple(token for token in location.split("/")[1:])

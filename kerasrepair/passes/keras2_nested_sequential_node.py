@@ -80,9 +80,15 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
 
 
 def _has_input_layer(arguments: dict) -> bool:
+    """Whether tf.keras built the Sequential when it was made (node 0): it has
+    an InputLayer, or its first layer was given an input shape."""
     layers = arguments.get("layers")
-    return (
-        bool(layers) and isinstance(layers[0], dict) and layers[0].get("class_name") == "InputLayer"
+    if not layers or not isinstance(layers[0], dict):
+        return False
+    first = layers[0]
+    inner = first.get("config")
+    return first.get("class_name") == "InputLayer" or (
+        isinstance(inner, dict) and inner.get("batch_input_shape") is not None
     )
 
 

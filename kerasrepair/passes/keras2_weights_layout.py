@@ -10,10 +10,10 @@ Keras 3 stores it: `layers/<class>[_n]/vars/<i>` in `model.layers` order.
 
 from __future__ import annotations
 
-from .. import keras2
+from .. import keras2, schema
 from ..context import Context
 from ..edit import Edit
-from ..findings import ERROR, SAFE, SOMETIMES, WARNING, Change, Finding, Rule
+from ..findings import ERROR, NOTE, SAFE, SOMETIMES, WARNING, Change, Finding, Rule
 
 EXPLANATION = """\
 Keras 3 reads a model's weights by where Keras 3 would have stored them: each
@@ -71,15 +71,7 @@ def detect(ctx: Context) -> list[Finding]:
             )
             for problem in plan.problems
         ]
-    found = [
-        Finding(
-            RULE.code,
-            _summary(ctx, plan),
-            entry,
-            ERROR,
-            fix=SAFE,
-        )
-    ]
+    found = [Finding(RULE.code, _summary(ctx, plan), entry, _severity(ctx, plan), fix=SAFE)]
     found += [
         Finding(RULE.code, f"optimizer state not carried over: {reason}", entry, WARNING)
         for reason in plan.dropped
@@ -106,6 +98,8 @@ def _plan(ctx: Context):
 
     compile_config = ctx.config.get("compile_config")
     optimizer = compile_config.get("optimizer") if isinstance(compile_config, dict) else None
+    if isinstance(optimizer, str):
+        optimizer = _by_name(optimizer, keras3_weights.OPTIMIZER_NAMES)
     optimizer = optimizer if isinstance(optimizer, dict) else None
     if ctx.archive.format == "h5":
         return keras3_weights.plan_from_legacy(ctx.config, ctx.archive.legacy, optimizer)
@@ -120,6 +114,30 @@ def _plan(ctx: Context):
     ):
         return None  # the layout Keras 3 reads already
     return plan
+
+
+def _by_name(name: str, names: dict[str, str]) -> dict | str:
+    """compile(optimizer="sgd"): the optimizer with tf.keras 2.15's default
+    learning rate (SGD: 0.01, Adam: 0.001), the value its state carries."""
+    class_name = names.get(name.lower(), name)
+    keras2 = schema.keras2_release()
+    for module in ("keras.optimizers", "keras.optimizers.experimental"):
+        key = keras2.resolve(module, class_name)
+        if key is not None:
+            rate = keras2.definition(key)["properties"].get("learning_rate", {})
+            if "default" in rate:
+                return {"class_name": class_name, "config": {"learning_rate": rate["default"]}}
+    return name
+
+
+def _severity(ctx: Context, plan) -> str:
+    """A note for an HDF5 model (Keras 3's HDF5 loader reads its layout: only a
+    .keras needs Keras 3's); an error when Keras 3 would miss layer weights; a
+    warning when it loads but skips the optimizer state."""
+    if ctx.archive.format == "h5":
+        return NOTE
+    moved = {path for path, origin in plan.datasets if getattr(origin, "path", None) != path}
+    return WARNING if all(path.startswith("optimizer/") for path in moved) else ERROR
 
 
 def _summary(ctx: Context, plan) -> str:
