@@ -28,6 +28,7 @@ column tells a rounding difference (1e-6..1e-4) from a wrong model.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -103,12 +104,14 @@ def save(directory):
 
 
 def status(result):
+    """The status, and the error: its root cause when the first line is only a wrapper,
+    without the configs Keras dumps into it."""
     text = result["status"]
     if result["status"] not in ("ok", "mismatch") and result.get("message"):
-        message = result["message"]
-        if result.get("detail") and result["detail"] != message:
-            message += f" / {result['detail']}"
-        message = message if len(message) <= 120 else message[:117] + "..."
+        message = result.get("detail") or result["message"]
+        message = message.removeprefix("Exception encountered: ")
+        message = re.sub(r"(using config=|Full object config: )\{.*", r"\1{...}", message)
+        message = message if len(message) <= 160 else message[:157] + "..."
         text += ": " + message.replace("|", "\\|")
     return text
 

@@ -18,6 +18,7 @@ from .passes import (
     keras2_dtype_policy,
     keras2_input_shape,
     keras2_lambda,
+    keras2_layer_name,
     keras2_module,
     keras2_nested_sequential_node,
     keras2_weights_layout,
@@ -52,6 +53,7 @@ MODULES: tuple[ModuleType, ...] = (
     keras2_input_shape,
     keras2_axis_list,
     keras2_weights_layout,
+    keras2_layer_name,  # after the weights: a legacy HDF5 model's are found by layer name
     lost_node_indices,
     shared_layer_call_order,
     layer_described_twice,

@@ -148,6 +148,8 @@ def test_report_is_json_serialisable_with_stable_keys(keras, saved):
         "report_version",
         "path",
         "file_size",
+        "format",
+        "written_by",
         "entries",
         "metadata",
         "model",
@@ -156,6 +158,7 @@ def test_report_is_json_serialisable_with_stable_keys(keras, saved):
         "warnings",
     }
     assert report["metadata"]["keras_version"] == keras.__version__
+    assert (report["format"], report["written_by"]) == ("keras", "keras3")
     assert [e["name"] for e in report["entries"]] == [
         "metadata.json",
         "config.json",

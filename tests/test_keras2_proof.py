@@ -48,11 +48,16 @@ def test_converted_model_loads_and_predicts_as_tf_keras_did(source, release, tmp
     assert not result.left, [f.message for f in result.left]
     assert result.output == str(converted)
 
+    observed = MANIFEST[source]["observed"][release]
+    observed = observed.get("unsafe", observed)["status"]  # loaded with safe_mode=False here
+    # the original is loaded again in the same child, unless it never returns:
+    # nested_sequential.h5 makes Keras 3.0-3.6 loop (its node index 1 out of range)
+    again = observed != "timeout"
     loaded = probe(
         release,
         converted,
         reference=reference_of(source),
-        compare_with=KERAS2 / source,
+        compare_with=KERAS2 / source if again else None,
         safe_mode=False,  # the Lambda model's function is code
         tolerance=tolerance_of(source),
     )
@@ -61,10 +66,9 @@ def test_converted_model_loads_and_predicts_as_tf_keras_did(source, release, tmp
     iterations = MANIFEST[source].get("optimizer_iterations")
     if MANIFEST[source].get("compiled"):
         assert loaded["optimizer_iterations"] == iterations, loaded
-    # the original, in the same child: as it failed when the fixture was made
-    observed = MANIFEST[source]["observed"][release]["status"]
-    original = loaded["compared"]["status"]
-    assert (original == "load_error") == (observed == "load_error"), loaded["compared"]
+    if again:  # the original, in the same child: as it did when the fixture was made
+        original = loaded["compared"]["status"]
+        assert (original == "load_error") == (observed == "load_error"), loaded["compared"]
 
 
 @pytest.mark.releases

@@ -709,7 +709,8 @@ def test_write_memory_does_not_grow_with_weight_size(tmp_path):
         check=True,
     )
     growth_mib = json.loads(done.stdout)["growth_kib"] / 1024
-    assert growth_mib < 60, f"peak RSS grew by {growth_mib:.0f} MiB copying a 200 MB weight"
+    # ~17 MiB alone (one block); under a loaded machine it was seen over 60 once
+    assert growth_mib < 100, f"peak RSS grew by {growth_mib:.0f} MiB copying a 200 MB weight"
     with h5py.File(out, "r") as h5:
         kernel = h5["layers/dense/vars/0"]
         assert kernel.shape == (rows, columns)
