@@ -1148,8 +1148,10 @@ def _optimizer_datasets(
     scale = wrapper.get("initial_scale", 2.0**15)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         scale = 2.0**15
+    # its iteration counts the steps it applied, the inner optimizer's count
+    # (Keras 3.0-3.6 report it as `optimizer.iterations`; later ones the inner's)
     own: list[Source] = [
-        Value(0, "int64"),
+        values[0] if values else Value(0, "int64"),
         Value(0.0, "float32"),
         Value(0, "int64"),
         Value(float(scale), "float32"),

@@ -89,4 +89,9 @@ def test_hdf5_model_repaired_as_hdf5_loads(source, release, tmp_path):
         safe_mode=False,
         tolerance=tolerance_of(source),
     )
+    if source == "lambda_layer.h5" and release.startswith("3.0."):
+        # Keras 3.0's HDF5 loader does not pass safe_mode on to the Lambda: such a
+        # model loads there only after keras.config.enable_unsafe_deserialization()
+        assert loaded["status"] == "load_error" and "safe_mode" in loaded["message"], loaded
+        return
     assert loaded["status"] == "ok", loaded
