@@ -744,6 +744,22 @@ def _learning_rate(config: dict) -> float | None | str:
     return "its learning_rate is not a number or a schedule"
 
 
+def _unwrap(
+    optimizer: dict | str, mixed: bool, what: str, dropped: list[str]
+) -> tuple[str, dict, dict | None] | None:
+    """The optimizer's class and config, and the LossScaleOptimizer around it
+    (its config; `{}` when Keras 3's compile adds one for a mixed_float16
+    model), or None (said in `dropped`) when a LossScaleOptimizer has no inner one."""
+    class_name, config = _optimizer_parts(optimizer)
+    if class_name not in LOSS_SCALE:
+        return class_name, config, {} if mixed else None  # {}: auto_scale_loss wraps it
+    inner = config.get("inner_optimizer")
+    if not isinstance(inner, (dict, str)):
+        dropped.append(f"{what}: the LossScaleOptimizer has no inner_optimizer")
+        return None
+    return (*_optimizer_parts(inner), config)
+
+
 def _optimizer_from_legacy(
     legacy: LegacyModel,
     optimizer: dict | str | None,
@@ -760,17 +776,10 @@ def _optimizer_from_legacy(
     if optimizer is None:
         dropped.append(f"{what}: config.json has no compiled optimizer to give it to")
         return [], []
-    class_name, config = _optimizer_parts(optimizer)
-    wrapper = None
-    if mixed and class_name not in LOSS_SCALE:
-        wrapper = {}  # Keras 3's compile wraps it (auto_scale_loss)
-    if class_name in LOSS_SCALE:
-        inner = config.get("inner_optimizer")
-        if not isinstance(inner, (dict, str)):
-            dropped.append(f"{what}: the LossScaleOptimizer has no inner_optimizer")
-            return [], []
-        wrapper = config
-        class_name, config = _optimizer_parts(inner)
+    unwrapped = _unwrap(optimizer, mixed, what, dropped)
+    if unwrapped is None:
+        return [], []
+    class_name, config, wrapper = unwrapped
 
     iteration = next((w for w in state if w.short_name == "iteration" and w.shape == ()), None)
     if iteration is None:
@@ -1070,17 +1079,10 @@ def _optimizer_from_archive(
     if optimizer is None:
         dropped.append(f"{what}: config.json has no compiled optimizer to give it to")
         return [], []
-    class_name, config = _optimizer_parts(optimizer)
-    wrapper = None
-    if mixed and class_name not in LOSS_SCALE:
-        wrapper = {}  # Keras 3's compile wraps it (auto_scale_loss)
-    if class_name in LOSS_SCALE:
-        inner = config.get("inner_optimizer")
-        if not isinstance(inner, (dict, str)):
-            dropped.append(f"{what}: the LossScaleOptimizer has no inner_optimizer")
-            return [], []
-        wrapper = config
-        class_name, config = _optimizer_parts(inner)
+    unwrapped = _unwrap(optimizer, mixed, what, dropped)
+    if unwrapped is None:
+        return [], []
+    class_name, config, wrapper = unwrapped
     iteration, slots_state = state[0], state[1:]
     if iteration.shape != () or np.dtype(iteration.dtype).kind not in "iu":
         dropped.append(f"{what}: optimizer/vars/0 is not an iteration count")
