@@ -26,6 +26,8 @@ SINGLETONS = {"0": None, "N": None, "F": False, "T": True, "S": StopIteration, "
 # "localsplus" names and kinds, a qualname and an exception table.
 LAYOUT_310 = "3.8-3.10"
 LAYOUT_311 = "3.11+"
+# A localsplus kind (3.11+): the name is a local variable (parameters come first)
+CO_FAST_LOCAL = 0x20
 
 # Per Python version: the opcodes that matter here. Units are 2 bytes; from 3.11,
 # inline cache units (zeroed in marshaled code) follow some instructions.
@@ -81,6 +83,13 @@ class CodeInfo:
     first_line: int
     filename: str
     nested: list[CodeInfo] = field(default_factory=list)
+    # co_argcount, co_posonlyargcount, co_kwonlyargcount, co_flags
+    argcount: int = 0
+    posonlyargcount: int = 0
+    kwonlyargcount: int = 0
+    flags: int = 0
+    # co_varnames: the local variable names, the parameters first
+    varnames: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -91,11 +100,24 @@ class LambdaCode:
     globals_read: tuple[str, ...]  # every global name, in order of first use
     filename: str
     first_line: int
+    # the positional parameters, in order (co_varnames[:co_argcount]); the first
+    # `positional_only` of them cannot be given by keyword
+    parameters: tuple[str, ...] = ()
+    positional_only: int = 0
+    keyword_only: tuple[str, ...] = ()  # after `*` or `*args`
 
     @property
     def missing(self) -> tuple[str, ...]:
         """Globals neither builtins nor Keras provide when the Lambda is loaded."""
         return tuple(name for name in self.globals_read if name not in KERAS_PROVIDED)
+
+    def defaulted(self, count: int) -> tuple[str, ...] | None:
+        """The parameters `count` saved defaults belong to: the last `count`
+        positional ones, as Python assigns `__defaults__`. None when there are
+        fewer positional parameters than defaults."""
+        if not 0 <= count <= len(self.parameters):
+            return None
+        return self.parameters[len(self.parameters) - count :]
 
 
 def decode_base64(text: str) -> bytes:
@@ -115,6 +137,9 @@ def read_lambda(code_base64: str) -> LambdaCode:
         globals_read=tuple(global_reads(code, python)) if python in OPCODES else (),
         filename=code.filename,
         first_line=code.first_line,
+        parameters=tuple(code.varnames[: code.argcount]),
+        positional_only=code.posonlyargcount,
+        keyword_only=tuple(code.varnames[code.argcount : code.argcount + code.kwonlyargcount]),
     )
 
 
@@ -302,22 +327,29 @@ class _Reader:
         raise MarshalError(f"unknown marshal type {kind!r} at byte {self.pos - 1}")
 
     def _code(self) -> CodeInfo:
-        header = 5 if self.layout == LAYOUT_311 else 6
-        for _ in range(header):
-            self.int32()
+        # 3.11+: argcount, posonlyargcount, kwonlyargcount, stacksize, flags;
+        # 3.8-3.10: nlocals before stacksize
+        header = [self.int32() for _ in range(5 if self.layout == LAYOUT_311 else 6)]
+        argcount, posonlyargcount, kwonlyargcount, flags = *header[:3], header[-1]
         code = self.read()
         consts = self.read()
         names = self.read()
         if self.layout == LAYOUT_311:
-            self.read()  # localsplusnames
-            self.read()  # localspluskinds
+            localsplus, kinds = self.read(), self.read()
+            if not isinstance(kinds, bytes) or not isinstance(localsplus, list):
+                raise MarshalError("not a code object of this layout")
+            if len(kinds) != len(localsplus):
+                raise MarshalError("not a code object of this layout")
+            varnames = [
+                n for n, kind in zip(localsplus, kinds, strict=True) if kind & CO_FAST_LOCAL
+            ]
             filename, name = self.read(), self.read()
             self.read()  # qualname
             first_line = self.int32()
             self.read()  # linetable
             self.read()  # exception table
         else:
-            self.read()  # varnames
+            varnames = self.read()
             self.read()  # freevars
             self.read()  # cellvars
             filename, name = self.read(), self.read()
@@ -326,6 +358,15 @@ class _Reader:
         if not isinstance(code, bytes) or not isinstance(consts, list):
             raise MarshalError("not a code object of this layout")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise MarshalError("not a code object of this layout")
+        if not isinstance(varnames, list) or not all(isinstance(n, str) for n in varnames):
+            raise MarshalError("not a code object of this layout")
+        counts = (argcount, posonlyargcount, kwonlyargcount)
+        if (
+            min(counts) < 0
+            or posonlyargcount > argcount
+            or argcount + kwonlyargcount > len(varnames)
+        ):
             raise MarshalError("not a code object of this layout")
         return CodeInfo(
             layout=self.layout,
@@ -336,4 +377,9 @@ class _Reader:
             first_line=first_line,
             filename=str(filename),
             nested=[c for c in consts if isinstance(c, CodeInfo)],
+            argcount=argcount,
+            posonlyargcount=posonlyargcount,
+            kwonlyargcount=kwonlyargcount,
+            flags=flags,
+            varnames=varnames,
         )

@@ -6,7 +6,9 @@ returns what to write (`FixResult.edit`) and writes nothing (see `writer`).
 
 A rule's `detect` runs once per config state; the runner chooses the findings
 to repair (safe ones; unsafe ones only with --unsafe-fixes; `--only`/`--skip`
-choose rules) and records the changes. What is left is what `check` would
+choose rules) and records the changes. Like `check`, it only runs the rules
+that break in the target release: an archive its own release loads is left
+alone (`--keras 3.0` repairs for every Keras 3 release). What is left is what `check` would
 report on the output for the same target release, so `fix` says "0 left" only
 when `check` of what it writes is clean.
 """
@@ -17,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import check, keras2, registry, runner
+from . import check, keras2, registry, runner, schema
 from .archive import Archive
 from .context import DEFAULTS, Context, Options
 from .edit import Edit
@@ -84,6 +86,7 @@ def fix(
         module
         for module in registry.MODULES
         if registry.repairs(module)
+        and schema.breaks_in(module.RULE.breaks_in, ctx.target)
         and module.RULE.code not in skip
         and (only is None or module.RULE.code in only)
     ]

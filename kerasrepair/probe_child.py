@@ -12,7 +12,9 @@ probe_error), stage, exception, message (first line), detail (root cause when
 the first line is only a wrapper), max_abs_diff, variables (how many the loaded
 model has), optimizer_variables (how many its optimizer has, or null: the
 archive's optimizer state is restored only when this equals the number it
-stores), optimizer_iterations (its iteration count), warnings (first lines
+stores), optimizer_iterations (its iteration count), optimizer_digests (a
+digest of each optimizer variable, in order: `optimizer_digests`; equal lists,
+equal iteration counts and slots), warnings (first lines
 of the warnings raised while loading), compared (with ``--compare-with``, else null; see below).
 Everything raised is caught and recorded; a child that dies leaves no file,
 which the parent reports as ``crashed``. ``--write-reference`` predicts on
@@ -188,6 +190,29 @@ def save_reference(path, x, y):
     np.savez(path, **arrays)
 
 
+def digest(value):
+    """16 hex digits of the sha256 of an array's dtype, shape and bytes."""
+    import hashlib
+
+    import numpy as np
+
+    array = np.ascontiguousarray(value)
+    hashed = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    hashed.update(array.tobytes())
+    return hashed.hexdigest()[:16]
+
+
+def optimizer_digests(keras, optimizer):
+    """The digest of each of the optimizer's variables (iterations, learning rate,
+    slots...), in its order: what the archive restored, comparable with the
+    digests of the optimizer that was saved (fixtures/make_subclassed_models.py).
+    None when a variable cannot be read as an array."""
+    try:
+        return [digest(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
+    except Exception:  # noqa: BLE001 - a variable numpy cannot hold: no digests
+        return None
+
+
 def load(keras, path, unsafe, seen):
     """The model; the first lines of the warnings raised while loading it go to
     `seen`, also when loading raises."""
@@ -273,6 +298,7 @@ def run(args):
         "variables": None,
         "optimizer_variables": None,
         "optimizer_iterations": None,
+        "optimizer_digests": None,
         "warnings": [],
         "compared": None,
     }
@@ -302,6 +328,7 @@ def run(args):
             iterations = getattr(optimizer, "iterations", None)
             if iterations is not None:
                 record["optimizer_iterations"] = int(keras.ops.convert_to_numpy(iterations))
+            record["optimizer_digests"] = optimizer_digests(keras, optimizer)
         if args.write_reference:
             record["stage"] = "predict"
             generated = generate_inputs(model)

@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import MODELS, raw_entries
+from conftest import FIXTURES, MODELS, raw_entries
 from kerasrepair import fix_archive, open_archive
 from kerasrepair.cli import app
 
@@ -37,10 +37,33 @@ def test_healthy_applications_pass_through_byte_identical(keras, saved, applicat
     assert (tmp_path / "out.keras").read_bytes() == source.read_bytes()
 
 
+@pytest.mark.parametrize(
+    "path,code",
+    [
+        ("releases/keras-3.6.0/numpy_rescaling.keras", "KR601"),  # breaks in 3.0-3.4
+        ("models/shared_layer_reused_later.keras", "KR301"),  # 3.15.1; breaks in 3.0-3.6
+    ],
+)
+def test_fix_repairs_for_its_target_release_only(path, code, tmp_path):
+    """An archive its own release loads is left as it is; `--keras` of a release
+    it breaks in gets the repair (as `check` reports it for that release)."""
+    source = FIXTURES / path
+    assert _run("check", source).exit_code == 0
+    result = _run("fix", source, "-o", tmp_path / "out.keras")
+    assert result.exit_code == 0, result.output
+    assert "fixed 0, 0 left" in result.output
+    assert (tmp_path / "out.keras").read_bytes() == source.read_bytes()
+    assert _run("check", source, "--keras", "3.0").exit_code == 1
+    result = _run("fix", source, "-o", tmp_path / "old.keras", "--keras", "3.0")
+    assert result.exit_code == 0, result.output
+    assert f"{code} " in result.output
+    assert _run("check", tmp_path / "old.keras", "--keras", "3.0").exit_code == 0
+
+
 def test_config_only_repair_keeps_weights_bit_identical(tmp_path):
     source = MODELS / "shared_layer_reused_later.keras"
     before = hashlib.sha256(source.read_bytes()).hexdigest()
-    result = _run("fix", source, "-o", tmp_path / "fixed.keras")
+    result = _run("fix", source, "-o", tmp_path / "fixed.keras", "--keras", "3.0")
     assert result.exit_code == 0, result.output
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # input untouched
     original, fixed = raw_entries(source), raw_entries(tmp_path / "fixed.keras")
@@ -51,20 +74,28 @@ def test_config_only_repair_keeps_weights_bit_identical(tmp_path):
 
 def test_fix_is_idempotent(tmp_path):
     first, second = tmp_path / "first.keras", tmp_path / "second.keras"
-    assert _run("fix", MODELS / "shared_layer_three_uses.keras", "-o", first).exit_code == 0
-    result = _run("fix", first, "-o", second)
+    source = MODELS / "shared_layer_three_uses.keras"
+    assert _run("fix", source, "-o", first, "--keras", "3.0").exit_code == 0
+    result = _run("fix", first, "-o", second, "--keras", "3.0")
     assert "fixed 0, 0 left" in result.output
     assert second.read_bytes() == first.read_bytes()
 
 
 def test_same_input_same_output(tmp_path):
     for name in ("a", "b"):
-        _run("fix", MODELS / "numpy_rescaling.keras", "-o", tmp_path / f"{name}.keras")
+        _run(
+            "fix",
+            MODELS / "numpy_rescaling.keras",
+            "-o",
+            tmp_path / f"{name}.keras",
+            "--keras",
+            "3.0",
+        )
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
 
 
 def test_dry_run_writes_nothing_and_diff_shows_the_change(tmp_path):
-    result = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--diff")
+    result = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--diff", "--keras", "3.0")
     assert result.exit_code == 0
     assert "KR601 /config/layers/1/config/scale" in result.output
     assert re.search(r'^-\s+"class_name": "__numpy__",$', result.output, re.MULTILINE)
@@ -73,27 +104,38 @@ def test_dry_run_writes_nothing_and_diff_shows_the_change(tmp_path):
 
 
 def test_only_and_skip_choose_passes(tmp_path):
-    skipped = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--skip", "KR601")
-    assert "fixed 0" in skipped.output
-    only = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--only", "kr601")
+    source, old = MODELS / "numpy_rescaling.keras", ("--keras", "3.0")
+    skipped = json.loads(_run("fix", source, "--dry-run", "--skip", "KR601", "--json", *old).output)
+    assert {c["code"] for c in skipped["changes"]} == {"KR203"}
+    assert "KR601" in {f["code"] for f in skipped["remaining"]}  # skipped, still reported
+    only = _run("fix", source, "--dry-run", "--only", "kr601", *old)
     assert "fixed 2" in only.output
     unknown = _run("fix", MODELS / "numpy_rescaling.keras", "--dry-run", "--only", "KR999")
     assert unknown.exit_code == 2
 
 
 def test_json_output(tmp_path):
-    result = _run("fix", MODELS / "shared_layer_reused_later.keras", "--dry-run", "--json")
+    result = _run(
+        "fix",
+        MODELS / "shared_layer_reused_later.keras",
+        "--dry-run",
+        "--json",
+        "--keras",
+        "3.6",
+        "--only",
+        "KR301",
+    )
     report = json.loads(result.output)
     assert report["output"] is None
     assert [c["code"] for c in report["changes"]] == ["KR301"]
     assert report["changes"][0]["location"] == "/config/layers/1/inbound_nodes/1"
-    assert report["remaining"] == []
+    assert "KR301" not in {f["code"] for f in report["remaining"]}
 
 
 def test_in_place_replaces_the_file_and_drops_the_backup(tmp_path):
     target = tmp_path / "model.keras"
     target.write_bytes((MODELS / "numpy_rescaling.keras").read_bytes())
-    result = _run("fix", target, "--in-place")
+    result = _run("fix", target, "--in-place", "--keras", "3.4")
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
     with open_archive(target) as archive:

@@ -8,13 +8,14 @@ import pytest
 from conftest import FIXTURES, MODELS, assert_identical_to_original, assert_matches_reference
 from kerasrepair import fix_archive, open_archive
 from kerasrepair import pointer as json_pointer
+from kerasrepair.context import Options
 
 FAILING_RELEASES = ["3.0.5", "3.3.3", "3.4.1"]
 
 
 def test_numpy_objects_become_lists(tmp_path):
     fixed = tmp_path / "fixed.keras"
-    result = fix_archive(MODELS / "numpy_rescaling.keras", fixed)
+    result = fix_archive(MODELS / "numpy_rescaling.keras", fixed, Options(keras="3.4"), {"KR601"})
     assert [c.location for c in result.changes] == [
         "/config/layers/1/config/scale",
         "/config/layers/1/config/offset",

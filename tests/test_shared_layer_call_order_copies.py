@@ -199,10 +199,11 @@ def test_a_layer_called_three_times_gets_a_copy_per_call_met_too_early(keras, sa
     h = keras.layers.Dense(4, name="between_2")(attention(h, x))
     out = attention(h, h)
     model = keras.Model(x, out)
-    path = saved(model, "mha_three_uses")
+    path = saved(model, "mha_three_uses")  # by this Keras, which loads it: fixed for 3.6
     fixed = tmp_path / "fixed.keras"
-    result = fix_archive(path, fixed, options=UNSAFE)
-    assert result.remaining == []
+    options = Options(unsafe_fixes=True, keras="3.6")
+    result = fix_archive(path, fixed, options=options, only={"KR301"})
+    assert "KR301" not in {finding.code for finding in result.remaining}
     with open_archive(fixed) as archive:
         layers = graph.build(archive.config).layers
     assert [(layer.name, layer.calls, layer.weights_path) for layer in layers] == [
