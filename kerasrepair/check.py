@@ -68,7 +68,9 @@ def findings(ctx: Context) -> list[Finding]:
     A Keras 2 archive is read as `fix` converts it: the conversion rules
     (KR7xx) report what they convert, and the other rules report what is
     left after their safe fixes, so one problem is not reported twice (an
-    argument KR702 renames is no unknown argument too).
+    argument KR702 renames is no unknown argument too). So is any archive by
+    the porting rules (`registry.PORTING`: a DTypePolicy object converted
+    for 3.0.0 is no unknown class too).
     """
     found = []
     modules = [
@@ -76,12 +78,14 @@ def findings(ctx: Context) -> list[Finding]:
         for module in registry.MODULES
         if module.RULE.checked and schema.breaks_in(module.RULE.breaks_in, ctx.target)
     ]
-    if keras2.applies(ctx.archive):
-        conversion = [module for module in modules if module in registry.KERAS2]
+    keras2_archive = keras2.applies(ctx.archive)
+    converting = registry.PORTING + (registry.KERAS2 if keras2_archive else ())
+    conversion = [module for module in modules if module in converting]
+    if keras2_archive or any(module.detect(ctx) for module in conversion):
         edit = Edit.of(json.dumps(ctx.config).encode())
         ctx = Context(ctx.archive, edit.config, ctx.options, ctx.edited_weights)
         ctx, found = runner.run(ctx, edit, conversion, lambda finding: finding.fix == SAFE)
-        modules = [module for module in modules if module not in registry.KERAS2]
+        modules = [module for module in modules if module not in conversion]
     for module in modules:
         found += module.detect(ctx)
     return found

@@ -32,6 +32,18 @@ CLASS_CODES = frozenset(("KR205", "KR206"))  # found without validating anything
 NO_SCHEMA_FOR_RELEASE = "KR207"
 UNKNOWN_ACTIVATION = "KR208"
 
+# initializers named by their short alias (tf.keras; Keras 3.7+), which older
+# Keras 3 releases do not resolve inside a layer ("Could not interpret
+# initializer identifier"): the name those releases write, which every later
+# release still reads, and the first minor release that reads the short one
+# (keras/src/initializers/__init__.py: "Orthogonal" from 3.4.0, "Identity" from 3.7.0)
+INITIALIZERS_RENAMED = {
+    ("keras.initializers", "Orthogonal"): ("OrthogonalInitializer", (3, 4)),
+    ("keras.initializers", "Identity"): ("IdentityInitializer", (3, 7)),
+}
+# ... and the long names, which every release reads (3.7+: ALL_OBJECTS_DICT)
+INITIALIZERS_KEPT = {(module, old): new for (module, new), (old, _) in INITIALIZERS_RENAMED.items()}
+
 # what Keras writes for values that are not JSON; each has a $defs entry of its own
 SPECIAL_OBJECTS = frozenset(
     ("__keras_tensor__", "__numpy__", "__tensor__", "__lambda__", "__bytes__", "__slice__")
@@ -144,6 +156,9 @@ class ObjectChecker:
         if is_keras and str(module).startswith(OPERATIONS):
             return []  # an operation: imported from its module; no argument schema
         key = self.release.resolve(module, class_name) if is_keras else None
+        if key is None and (module, class_name) in INITIALIZERS_KEPT:
+            # the name Keras 3.0-3.6 write, kept "For compatibility" by 3.7+
+            key = self.release.resolve(module, INITIALIZERS_KEPT[module, class_name])
         if key is None:
             if is_keras and module is not None:
                 return [self._unknown_class(path, obj, subject)]

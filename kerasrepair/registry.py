@@ -11,8 +11,11 @@ from types import ModuleType
 
 from .findings import Rule
 from .passes import (
+    attention_sublayer_groups,
     config_structure,
     custom_object,
+    dtype_policy_object,
+    initializer_name,
     keras2_axis_list,
     keras2_compile_config,
     keras2_dtype_policy,
@@ -36,6 +39,7 @@ from .passes import (
     numpy_layer_argument,
     pickled_weights,
     shared_layer_call_order,
+    single_input_output,
     unbuildable_subclassed_model,
     unclaimed_weights,
     unknown_activation,
@@ -59,11 +63,15 @@ MODULES: tuple[ModuleType, ...] = (
     keras2_weights_layout,
     keras2_layer_name,  # after the weights: a legacy HDF5 model's are found by layer name
     lost_node_indices,
+    single_input_output,
     shared_layer_call_order,
     nested_model_output,
     layer_described_twice,
     missing_weights,  # after KR303: it sees the copies KR303 marked as one layer
     numpy_layer_argument,
+    dtype_policy_object,
+    initializer_name,
+    attention_sublayer_groups,
     lambda_missing_global,
     lambda_default_argument,
     lambda_layer,
@@ -82,6 +90,10 @@ MODULES: tuple[ModuleType, ...] = (
 # the Keras 2 -> Keras 3 conversion (KR7xx): `check` reads a Keras 2 archive as
 # these rules convert it
 KERAS2: tuple[ModuleType, ...] = tuple(m for m in MODULES if m.RULE.code.startswith("KR7"))
+# porting between Keras 3 releases: `check` reads an archive as these rules
+# convert it for the target, so what they convert is not reported again as an
+# unknown class
+PORTING: tuple[ModuleType, ...] = (dtype_policy_object, initializer_name)
 
 RULES: tuple[Rule, ...] = tuple(module.RULE for module in MODULES)
 _BY_CODE = {module.RULE.code: module for module in MODULES}

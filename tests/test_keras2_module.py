@@ -112,9 +112,9 @@ def test_every_object_of_a_converted_h5_has_a_module():
     assert json_pointer.get(config, "/config/layers/1/module") == "keras"  # nested Sequential
 
 
-@pytest.mark.parametrize("keras", ["3.0", "3.3", "3.5"])
+@pytest.mark.parametrize("keras", ["3.0", "3.3"])
 @pytest.mark.parametrize("name", ["gru_masking.keras", "gru_masking.h5"])
-def test_orthogonal_is_renamed_for_a_release_before_3_6(name, keras):
+def test_orthogonal_is_renamed_for_a_release_before_3_4(name, keras):
     locations = [
         "/config/layers/2/config/recurrent_initializer",
         "/config/layers/3/config/recurrent_initializer",
@@ -136,8 +136,8 @@ def test_orthogonal_is_renamed_for_a_release_before_3_6(name, keras):
     assert result.left == []
 
 
-@pytest.mark.parametrize("keras", [None, "3.6", "3.15"])
-def test_orthogonal_keeps_its_name_from_3_6(keras):
+@pytest.mark.parametrize("keras", [None, "3.4", "3.6", "3.15"])
+def test_orthogonal_keeps_its_name_from_3_4(keras):  # "Orthogonal": ..., # Legacy (3.4.0)
     location = "/config/layers/2/config/recurrent_initializer"
     assert location not in {f.location for f in findings(KERAS2 / "gru_masking.keras", keras)}
     result = fixed(KERAS2 / "gru_masking.keras", keras)

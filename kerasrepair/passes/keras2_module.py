@@ -33,12 +33,12 @@ Loading fails with
     module keras.src.engine.functional cannot be imported.
 
 tf.keras names the recurrent layers' default initializer `Orthogonal` (and
-`Identity`); Keras 3.0-3.5 find these inside a layer only as
-`OrthogonalInitializer` / `IdentityInitializer` ("Could not interpret
-initializer identifier"), 3.6 and later under both names.
+`Identity`); Keras 3.0-3.3 find `Orthogonal` inside a layer only as
+`OrthogonalInitializer` (3.0-3.6 `Identity` only as `IdentityInitializer`:
+"Could not interpret initializer identifier"); later releases read both.
 
 Fix (safe, config only): write the module Keras 3 has the same class in
-(and, for a target before 3.6, the initializer names it reads), found by
+(and, for an older target, the initializer names it reads), found by
 class name in the target release's schema. A class no Keras 3
 release has under that name is reported instead: it is custom code, which
 must be registered (keras.saving.register_keras_serializable) in Keras 3.
@@ -52,16 +52,6 @@ RULE = Rule(
     explanation=EXPLANATION,
     fix=SOMETIMES,
 )
-
-
-# initializers tf.keras names by their short alias, which Keras 3.0-3.5 do not
-# resolve inside a layer ("Could not interpret initializer identifier"); those
-# releases write these names (3.6 and later read both)
-RENAMED_BEFORE = (3, 6)
-RENAMED = {
-    ("keras.initializers", "Orthogonal"): "OrthogonalInitializer",
-    ("keras.initializers", "Identity"): "IdentityInitializer",
-}
 
 
 def detect(ctx: Context) -> list[Finding]:
@@ -138,10 +128,13 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
 
 def _renamed(ctx: Context, obj: dict) -> str | None:
     """The name Keras 3 writes for a class tf.keras names otherwise, or None."""
-    if schema.minor_key(ctx.target.name) >= RENAMED_BEFORE:
-        return None
     key = keras2.builtin_key(ctx.target, obj)
-    return RENAMED.get((keras2.module_of(key), obj["class_name"])) if key else None
+    if key is None:
+        return None
+    renamed = objects.INITIALIZERS_RENAMED.get((keras2.module_of(key), obj["class_name"]))
+    if renamed is None or schema.minor_key(ctx.target.name) >= renamed[1]:
+        return None
+    return renamed[0]
 
 
 def _path(location: str) -> tuple:
