@@ -96,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", nargs="+", default=["layer_zoo"])
     parser.add_argument("--targets", nargs="+", default=list(releases.PROVING))
+    parser.add_argument("--saved-by", nargs="+", help="only the archives of these releases")
     parser.add_argument("--json", type=Path, help="write every cell here")
     args = parser.parse_args(argv)
     everything = {}
     for name in args.names:
         rows: dict[str, dict] = {}
         for saver in saved_by(name):
+            if args.saved_by and saver not in args.saved_by:
+                continue
             archive = FIXTURES / f"keras-{saver}" / f"{name}.keras"
             started = time.monotonic()
             own = releases.probe(saver, archive, archive.with_suffix(".npz"))

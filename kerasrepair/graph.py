@@ -331,3 +331,14 @@ def _ref(value: Any) -> TensorRef | None:
     ):
         return TensorRef(value[0], value[1], value[2])
     return None
+
+
+def is_tensor_triple(value: Any) -> bool:
+    """`[layer_name, node_index, tensor_index]`: one tensor of `input_layers` /
+    `output_layers` (as Keras 3.11+ write a single one, bare)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])
+    )

@@ -32,6 +32,14 @@ CLASS_CODES = frozenset(("KR205", "KR206"))  # found without validating anything
 NO_SCHEMA_FOR_RELEASE = "KR207"
 UNKNOWN_ACTIVATION = "KR208"
 
+# Keras 3.11+ import a class named by its module path when it subclasses
+# KerasSaveable: these kinds do (a learning-rate schedule does not)
+INTERNAL = "keras.src."
+IMPORTS_INTERNAL = (3, 11)
+SAVEABLE_KINDS = frozenset(
+    ("layer", "model", "initializer", "regularizer", "constraint", "loss", "metric", "optimizer")
+)
+
 # initializers named by their short alias (tf.keras; Keras 3.7+), which older
 # Keras 3 releases do not resolve inside a layer ("Could not interpret
 # initializer identifier"): the name those releases write, which every later
@@ -41,7 +49,9 @@ INITIALIZERS_RENAMED = {
     ("keras.initializers", "Orthogonal"): ("OrthogonalInitializer", (3, 4)),
     ("keras.initializers", "Identity"): ("IdentityInitializer", (3, 7)),
 }
-# ... and the long names, which every release reads (3.7+: ALL_OBJECTS_DICT)
+# ... and the long names, which every release reads (3.7+: ALL_OBJECTS_DICT),
+# under the public module or the one that defines them (as 3.0.0 writes)
+INITIALIZER_MODULES = ("keras.initializers", "keras.src.initializers.")
 INITIALIZERS_KEPT = {(module, old): new for (module, new), (old, _) in INITIALIZERS_RENAMED.items()}
 
 # what Keras writes for values that are not JSON; each has a $defs entry of its own
@@ -135,6 +145,22 @@ class ObjectChecker:
             return Subject(f"{class_name} in {owner[0]} '{owner[1]}'", owner[1])
         return Subject(class_name, None)
 
+    def imported(self, module: str | None, class_name: str) -> str | None:
+        """The `$defs` key of a class named by the module that defines it
+        (`keras.src.initializers.random_initializers`, as Keras 3.0.0 writes),
+        which Keras 3.11+ import (serialization_lib: a KerasSaveable subclass of
+        a module still there) although their schemas list public names only;
+        None for a class Keras does not import so (a learning-rate schedule)."""
+        if not str(module).startswith(INTERNAL) or str(module).startswith(OPERATIONS):
+            return None
+        if schema.minor_key(self.release.name) < IMPORTS_INTERNAL:
+            return None  # the schemas of 3.0-3.10 list the module paths they import
+        key = self.saved.resolve(module, class_name)
+        if key is None or key not in self.release.document["$defs"]:
+            return None
+        kind = self.release.definition(key).get("x-kind")
+        return key if kind in SAVEABLE_KINDS else None
+
     # ------------------------------------------------------------ structure
 
     def _structure(self, path: tuple, obj: dict, definition: str) -> list[Finding]:
@@ -156,9 +182,17 @@ class ObjectChecker:
         if is_keras and str(module).startswith(OPERATIONS):
             return []  # an operation: imported from its module; no argument schema
         key = self.release.resolve(module, class_name) if is_keras else None
-        if key is None and (module, class_name) in INITIALIZERS_KEPT:
-            # the name Keras 3.0-3.6 write, kept "For compatibility" by 3.7+
-            key = self.release.resolve(module, INITIALIZERS_KEPT[module, class_name])
+        if key is None:
+            key = self.imported(module, class_name)
+        kept = ("keras.initializers", class_name)
+        if (
+            key is None
+            and str(module).startswith(INITIALIZER_MODULES)
+            and kept in INITIALIZERS_KEPT
+        ):
+            # the name Keras 3.0-3.6 write, kept "For compatibility" by 3.7+ (a
+            # layer's initializer is looked up by class name in ALL_OBJECTS_DICT)
+            key = self.release.resolve(*kept[:1], INITIALIZERS_KEPT[kept])
         if key is None:
             if is_keras and module is not None:
                 return [self._unknown_class(path, obj, subject)]

@@ -16,6 +16,7 @@ from .passes import (
     custom_object,
     dtype_policy_object,
     initializer_name,
+    internal_module,
     keras2_axis_list,
     keras2_compile_config,
     keras2_dtype_policy,
@@ -76,6 +77,7 @@ MODULES: tuple[ModuleType, ...] = (
     initializer_name,
     attention_sublayer_groups,
     operation_name,
+    internal_module,
     lambda_missing_global,
     lambda_default_argument,
     lambda_layer,
@@ -97,7 +99,7 @@ KERAS2: tuple[ModuleType, ...] = tuple(m for m in MODULES if m.RULE.code.startsw
 # porting between Keras 3 releases: `check` reads an archive as these rules
 # convert it for the target, so what they convert is not reported again as an
 # unknown class
-PORTING: tuple[ModuleType, ...] = (dtype_policy_object, initializer_name)
+PORTING: tuple[ModuleType, ...] = (dtype_policy_object, initializer_name, internal_module)
 
 RULES: tuple[Rule, ...] = tuple(module.RULE for module in MODULES)
 _BY_CODE = {module.RULE.code: module for module in MODULES}

@@ -16,7 +16,7 @@ from .. import pointer
 from ..context import Context
 from ..edit import Edit
 from ..findings import ERROR, SAFE, SOMETIMES, UNSAFE, Change, Finding, Rule
-from ..graph import FUNCTIONAL, ModelGraph
+from ..graph import FUNCTIONAL, ModelGraph, is_tensor_triple
 
 EXPLANATION = """\
 A model whose output is the call of a nested Functional model, such as an
@@ -208,22 +208,13 @@ def _outputs(config: dict, model: ModelGraph):
         value: Any = pointer.get(config, location)
     except (KeyError, IndexError, TypeError, ValueError):
         return
-    if _is_history(value):
+    if is_tensor_triple(value):
         yield location, value
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            if _is_history(item):
+            if is_tensor_triple(item):
                 yield f"{location}/{index}", item
     elif isinstance(value, dict):
         for key, item in value.items():
-            if _is_history(item):
+            if is_tensor_triple(item):
                 yield f"{location}/{pointer.of([key])[1:]}", item
-
-
-def _is_history(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) >= 3
-        and isinstance(value[0], str)
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:3])
-    )

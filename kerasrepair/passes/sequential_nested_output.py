@@ -14,7 +14,7 @@ from .. import pointer, schema
 from ..context import Context
 from ..edit import Edit
 from ..findings import ERROR, SAFE, SOMETIMES, Change, Finding, Rule
-from ..graph import FUNCTIONAL, SEQUENTIAL
+from ..graph import FUNCTIONAL, SEQUENTIAL, is_tensor_triple
 
 EXPLANATION = """\
 A Sequential model holding a Functional model (`Sequential([Input(...),
@@ -79,7 +79,9 @@ def detect(ctx: Context) -> list[Finding]:
                 outputs = pointer.get(ctx.config, location)
             except (KeyError, IndexError, TypeError):
                 continue
-            if not (isinstance(outputs, list) and len(outputs) == 1 and _triple(outputs[0])):
+            if not (
+                isinstance(outputs, list) and len(outputs) == 1 and is_tensor_triple(outputs[0])
+            ):
                 continue
             found.append(
                 Finding(
@@ -113,12 +115,3 @@ def _models(model):
     for layer in model.layers:
         if layer.submodel is not None:
             yield from _models(layer.submodel)
-
-
-def _triple(value) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 3
-        and isinstance(value[0], str)
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])
-    )

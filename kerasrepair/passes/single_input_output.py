@@ -13,6 +13,7 @@ from .. import pointer
 from ..context import Context
 from ..edit import Edit
 from ..findings import ALWAYS, ERROR, SAFE, Change, Finding, Rule
+from ..graph import is_tensor_triple
 
 EXPLANATION = """\
 Keras 3.11 and later save a Functional model with one input or one output as
@@ -55,7 +56,7 @@ def detect(ctx: Context) -> list[Finding]:
                 value = pointer.get(ctx.config, location)
             except (KeyError, IndexError, TypeError, ValueError):
                 continue
-            if not _is_triple(value):
+            if not is_tensor_triple(value):
                 continue
             name = value[0]
             findings.append(
@@ -88,12 +89,3 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
             )
         )
     return changes
-
-
-def _is_triple(value) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 3
-        and isinstance(value[0], str)
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])
-    )
