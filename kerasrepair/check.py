@@ -85,7 +85,8 @@ def findings(ctx: Context) -> list[Finding]:
         edit = Edit.of(json.dumps(ctx.config).encode())
         ctx = Context(ctx.archive, edit.config, ctx.options, ctx.edited_weights)
         ctx, found = runner.run(ctx, edit, conversion, lambda finding: finding.fix == SAFE)
-        modules = [module for module in modules if module not in conversion]
+    # run once: either above, or they found nothing to convert
+    modules = [module for module in modules if module not in conversion]
     for module in modules:
         found += module.detect(ctx)
     return found

@@ -8,9 +8,9 @@ A rule's `detect` runs once per config state; the runner chooses the findings
 to repair (safe ones; unsafe ones only with --unsafe-fixes; `--only`/`--skip`
 choose rules) and records the changes. Like `check`, it only runs the rules
 that break in the target release: an archive its own release loads is left
-alone (`--keras 3.0` repairs for every Keras 3 release). What is left is what `check` would
-report on the output for the same target release, so `fix` says "0 left" only
-when `check` of what it writes is clean.
+alone (`--keras 3.0` repairs for every Keras 3 release). What is left is what
+`check` would report on the output for the same target release, so `fix` says
+"0 left" only when `check` of what it writes is clean.
 """
 
 from __future__ import annotations

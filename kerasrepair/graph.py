@@ -99,13 +99,16 @@ class ModelGraph:
     inputs: list[TensorRef] = field(default_factory=list)
     outputs: list[TensorRef] = field(default_factory=list)
 
-    def functional_models(self):
-        """This model and every nested model that is Functional, depth first."""
-        if self.kind == FUNCTIONAL:
-            yield self
+    def models(self):
+        """This model and every nested model, depth first."""
+        yield self
         for layer in self.layers:
             if layer.submodel is not None:
-                yield from layer.submodel.functional_models()
+                yield from layer.submodel.models()
+
+    def functional_models(self):
+        """This model and every nested model that is Functional, depth first."""
+        return (model for model in self.models() if model.kind == FUNCTIONAL)
 
     def walk(self):
         """Every layer, nested models' layers included, depth first."""

@@ -52,7 +52,7 @@ INITIALIZERS_RENAMED = {
 # ... and the long names, which every release reads (3.7+: ALL_OBJECTS_DICT),
 # under the public module or the one that defines them (as 3.0.0 writes)
 INITIALIZER_MODULES = ("keras.initializers", "keras.src.initializers.")
-INITIALIZERS_KEPT = {(module, old): new for (module, new), (old, _) in INITIALIZERS_RENAMED.items()}
+INITIALIZERS_KEPT = {old: new for (_, new), (old, _) in INITIALIZERS_RENAMED.items()}
 
 # what Keras writes for values that are not JSON; each has a $defs entry of its own
 SPECIAL_OBJECTS = frozenset(
@@ -151,15 +151,12 @@ class ObjectChecker:
         which Keras 3.11+ import (serialization_lib: a KerasSaveable subclass of
         a module still there) although their schemas list public names only;
         None for a class Keras does not import so (a learning-rate schedule)."""
-        if not str(module).startswith(INTERNAL) or str(module).startswith(OPERATIONS):
-            return None
         if schema.minor_key(self.release.name) < IMPORTS_INTERNAL:
             return None  # the schemas of 3.0-3.10 list the module paths they import
-        key = self.saved.resolve(module, class_name)
-        if key is None or key not in self.release.document["$defs"]:
+        key = internal_key(self.saved, self.release, module, class_name)
+        if key is None or self.release.definition(key).get("x-kind") not in SAVEABLE_KINDS:
             return None
-        kind = self.release.definition(key).get("x-kind")
-        return key if kind in SAVEABLE_KINDS else None
+        return key
 
     # ------------------------------------------------------------ structure
 
@@ -184,15 +181,14 @@ class ObjectChecker:
         key = self.release.resolve(module, class_name) if is_keras else None
         if key is None:
             key = self.imported(module, class_name)
-        kept = ("keras.initializers", class_name)
         if (
             key is None
             and str(module).startswith(INITIALIZER_MODULES)
-            and kept in INITIALIZERS_KEPT
+            and class_name in INITIALIZERS_KEPT
         ):
             # the name Keras 3.0-3.6 write, kept "For compatibility" by 3.7+ (a
             # layer's initializer is looked up by class name in ALL_OBJECTS_DICT)
-            key = self.release.resolve(*kept[:1], INITIALIZERS_KEPT[kept])
+            key = self.release.resolve("keras.initializers", INITIALIZERS_KEPT[class_name])
         if key is None:
             if is_keras and module is not None:
                 return [self._unknown_class(path, obj, subject)]
@@ -333,6 +329,26 @@ class ObjectChecker:
         if not errors:
             self._memo[key] = errors
         return errors
+
+
+def internal_key(saved, release, module: Any, class_name: Any) -> str | None:
+    """The `$defs` key, in `release`, of a built-in class named by the
+    `keras.src` module that defines it (as Keras 3.0.0 writes every object),
+    found by what the saving release `saved` knows; None for anything else."""
+    if not str(module).startswith(INTERNAL) or str(module).startswith(OPERATIONS):
+        return None
+    key = saved.resolve(module, class_name)
+    return key if key is not None and key in release.document["$defs"] else None
+
+
+def older_initializer_name(module: Any, class_name: Any, release) -> tuple[str, tuple] | None:
+    """For an initializer under its short name that `release` does not resolve
+    inside a layer: the name it reads, and the first release that reads the
+    short one (`INITIALIZERS_RENAMED`); None otherwise."""
+    renamed = INITIALIZERS_RENAMED.get((module, class_name))
+    if renamed is None or schema.minor_key(release.name) >= renamed[1]:
+        return None
+    return renamed
 
 
 def serialized_objects(config: Any) -> Iterator[tuple[tuple, dict, tuple[str, str] | None]]:

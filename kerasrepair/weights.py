@@ -91,6 +91,23 @@ class WeightsTree:
             self._params_by_group = totals
         return self._params_by_group.get(group.rstrip("/"), 0)
 
+    def unclaimed_groups(self, claimed: set[str]) -> list[str]:
+        """The groups holding model weights (not the optimizer's) under none of
+        the `claimed` paths (the layers' groups, `layers/dense`), sorted."""
+
+        def under_claimed(group: str) -> bool:
+            parts = group.split("/")
+            return any("/".join(parts[:end]) in claimed for end in range(1, len(parts) + 1))
+
+        return sorted(
+            group
+            for group in {path.removesuffix("/vars") for path in self.var_groups}
+            if group != "vars"
+            and not (group + "/").startswith(OPTIMIZER)
+            and not under_claimed(group)
+            and self.params_under(group)
+        )
+
     def edited(self, ops: list[GroupOp]) -> WeightsTree:
         """The tree the group operations `ops` leave, computed from the paths
         alone (what `weights_edit.apply_ops` does to the file, which the writer

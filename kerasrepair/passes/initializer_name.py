@@ -10,7 +10,7 @@ renamed and the long names kept "For compatibility".
 
 from __future__ import annotations
 
-from .. import objects, pointer, schema
+from .. import objects, pointer
 from ..context import Context
 from ..edit import Edit
 from ..findings import ALWAYS, ERROR, SAFE, Change, Finding, Rule
@@ -44,12 +44,12 @@ RULE = Rule(
 def detect(ctx: Context) -> list[Finding]:
     found = []
     for path, obj, owner in objects.serialized_objects(ctx.config):
-        renamed = objects.INITIALIZERS_RENAMED.get((obj.get("module"), obj.get("class_name")))
+        renamed = objects.older_initializer_name(
+            obj.get("module"), obj.get("class_name"), ctx.target
+        )
         if renamed is None or owner is None:
             continue
         old, reads_both = renamed
-        if schema.minor_key(ctx.target.name) >= reads_both:
-            continue
         first = ".".join(map(str, reads_both))
         found.append(
             Finding(

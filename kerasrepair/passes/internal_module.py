@@ -13,7 +13,6 @@ from .. import objects, pointer
 from ..context import Context
 from ..edit import Edit
 from ..findings import ALWAYS, ERROR, SAFE, Change, Finding, Rule
-from ..graph import OPERATIONS
 
 EXPLANATION = """\
 Keras 3.0.0 names every object of config.json by the module that defines it:
@@ -49,12 +48,10 @@ def detect(ctx: Context) -> list[Finding]:
     found = []
     for path, obj, owner in objects.serialized_objects(ctx.config):
         module, class_name = obj.get("module"), obj.get("class_name")
-        if not str(module).startswith(objects.INTERNAL) or str(module).startswith(OPERATIONS):
-            continue
         if ctx.target.resolve(module, class_name) is not None:
             continue
-        key = ctx.saved.resolve(module, class_name)
-        if key is None or key not in ctx.target.document["$defs"]:
+        key = objects.internal_key(ctx.saved, ctx.target, module, class_name)
+        if key is None:
             continue  # not a built-in the target has: the class rules tell
         if ctx.target.definition(key).get("x-kind") in objects.SAVEABLE_KINDS:
             continue  # imported by its module path

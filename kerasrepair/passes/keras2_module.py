@@ -11,7 +11,7 @@ module it reads and fails:
 
 from __future__ import annotations
 
-from .. import keras2, objects, pointer, schema
+from .. import keras2, objects, pointer
 from ..context import Context
 from ..edit import Edit
 from ..findings import ERROR, SAFE, SOMETIMES, Change, Finding, Rule
@@ -131,10 +131,8 @@ def _renamed(ctx: Context, obj: dict) -> str | None:
     key = keras2.builtin_key(ctx.target, obj)
     if key is None:
         return None
-    renamed = objects.INITIALIZERS_RENAMED.get((keras2.module_of(key), obj["class_name"]))
-    if renamed is None or schema.minor_key(ctx.target.name) >= renamed[1]:
-        return None
-    return renamed[0]
+    renamed = objects.older_initializer_name(keras2.module_of(key), obj["class_name"], ctx.target)
+    return renamed[0] if renamed else None
 
 
 def _path(location: str) -> tuple:

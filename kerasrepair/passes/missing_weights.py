@@ -159,20 +159,24 @@ def detect(ctx: Context) -> list[Finding]:
         return [_no_weights_file(expecting)]
     if weights.format != "h5":
         return []  # npz: pickled, not described; legacy-h5: Keras 2's layout (KR708)
-    stored = _groups_with_variables(weights)
     missing = [
         layer
         for layer in expecting
-        if layer.weights_path not in stored and not _behind_a_link(layer.weights_path, weights)
+        if not weights.params_under(layer.weights_path)
+        and not _behind_a_link(layer.weights_path, weights)
     ]
     if not missing:
         return []
     described_elsewhere = {
         (layer.name, layer.class_name)
         for layer in model.walk()
-        if layer.weights_path in stored and layer.submodel is None
+        if layer.weights_path
+        and weights.params_under(layer.weights_path)
+        and layer.submodel is None
     }
-    unclaimed = _unclaimed_groups(model, weights, stored)
+    unclaimed = weights.unclaimed_groups(
+        {layer.weights_path for layer in model.walk() if layer.weights_path}
+    )
     return [
         _finding(layer, weights, unclaimed)
         for layer in missing
@@ -303,15 +307,6 @@ def _expected(layer: Layer) -> int | None:
     return VARIABLE_CLASSES[layer.class_name](config)
 
 
-def _groups_with_variables(weights: WeightsTree) -> set[str]:
-    """Every group path that has a variable under it (`layers`, `layers/dense`, ...)."""
-    groups: set[str] = set()
-    for variable in weights.variables:
-        parts = variable.path.split("/")
-        groups.update("/".join(parts[:end]) for end in range(1, len(parts)))
-    return groups
-
-
 def _behind_a_link(group: str, weights: WeightsTree) -> bool:
     """A link kerasrepair does not follow (KR901) may stand for the group."""
     return any(
@@ -319,25 +314,4 @@ def _behind_a_link(group: str, weights: WeightsTree) -> bool:
         or problem.path.startswith(group + "/")
         or group.startswith(problem.path + "/")
         for problem in weights.problems
-    )
-
-
-def _unclaimed_groups(model: ModelGraph, weights: WeightsTree, stored: set[str]) -> list[str]:
-    """Groups holding model variables that no layer of config.json maps to (KR402's)."""
-    from ..weights import OPTIMIZER
-
-    claimed = {layer.weights_path for layer in model.walk() if layer.weights_path}
-
-    def claimed_at(group: str) -> bool:
-        parts = group.split("/")
-        return any("/".join(parts[:end]) in claimed for end in range(1, len(parts) + 1))
-
-    groups = {path.removesuffix("/vars") for path in weights.var_groups}
-    return sorted(
-        group
-        for group in groups
-        if group in stored
-        and group != "vars"
-        and not (group + "/").startswith(OPTIMIZER)
-        and not claimed_at(group)
     )

@@ -65,7 +65,7 @@ def detect(ctx: Context) -> list[Finding]:
             ),
         )
     found = []
-    for parent in _models(ctx.graph):
+    for parent in ctx.graph.models():
         if parent.kind != SEQUENTIAL:
             continue
         chained = [layer for layer in parent.layers if layer.class_name != "InputLayer"]
@@ -108,10 +108,3 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
         pointer.set(edit.config, finding.location, triple)
         changes.append(Change(RULE.code, finding.location, f"wrote the single output as {triple}"))
     return changes
-
-
-def _models(model):
-    yield model
-    for layer in model.layers:
-        if layer.submodel is not None:
-            yield from _models(layer.submodel)

@@ -26,22 +26,14 @@ follow its attribute names, which config.json does not say: not checked.)""",
 
 
 def detect(ctx: Context) -> list[Finding]:
-    from ..weights import OPTIMIZER  # h5py: only when the weights are read
-
     model = ctx.graph
     if model.kind == SUBCLASSED:
         return []
     weights = ctx.weights()
     if weights.format == "legacy-h5":
         return []  # Keras 2's layout: KR708 re-lays it
-    claimed = {layer.weights_path for layer in model.walk() if layer.weights_path}
-    unclaimed = sorted(
-        group
-        for group in {path.removesuffix("/vars") for path in weights.var_groups}
-        if group != "vars"
-        and not (group + "/").startswith(OPTIMIZER)
-        and not _under_any(group, claimed)
-        and weights.params_under(group)
+    unclaimed = weights.unclaimed_groups(
+        {layer.weights_path for layer in model.walk() if layer.weights_path}
     )
     return [
         Finding(
@@ -54,8 +46,3 @@ def detect(ctx: Context) -> list[Finding]:
         )
         for group in unclaimed
     ]
-
-
-def _under_any(group: str, prefixes: set[str]) -> bool:
-    parts = group.split("/")
-    return any("/".join(parts[:end]) in prefixes for end in range(1, len(parts) + 1))
