@@ -361,3 +361,32 @@ def probe(
         tolerance=tolerance,
     )
     return {"requested": version, "warnings": [], "compared": None, **result}
+
+
+def probe_many(version: str, jobs: list[dict], timeout: float = 3600) -> list[dict]:
+    """`probe` of each ``{"archive", "reference"}`` job, all in one process of
+    Keras ``version`` (dev/probe_many.py): the same statuses, a few seconds of
+    startup for the lot. A job the child did not reach (it died or ran out of
+    ``timeout``) is probed on its own."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kerasrepair-probe-many-") as scratch:
+        jobs_file = Path(scratch) / "jobs.json"
+        out = Path(scratch) / "out.json"
+        jobs_file.write_text(json.dumps([{k: str(v) for k, v in job.items()} for job in jobs]))
+        command = [str(python_for(version)), str(ROOT / "dev" / "probe_many.py"), str(jobs_file)]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                [*command, str(out)],
+                cwd=scratch,
+                env=_child_env(None),
+                capture_output=True,
+                timeout=timeout,
+            )
+        try:
+            results = json.loads(out.read_text())
+        except (OSError, ValueError):
+            results = []
+    for job in jobs[len(results) :]:
+        results.append(probe(version, job["archive"], job.get("reference")))
+    return [{"requested": version, **result} for result in results]

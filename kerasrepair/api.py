@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
-from . import keras2
-from .archive import open_archive
+from . import keras2, schema
+from .archive import Archive, open_archive
 from .context import DEFAULTS, Options
 from .fix import FixResult, fix
 from .writer import write_edit
@@ -29,13 +29,31 @@ def fix_archive(
     """Repair the archive at `path` into `output`: a new file, `path` itself
     (in place, with a backup until the result is checked), or None for a dry
     run that writes nothing. A Keras 2 model that cannot be fully converted
-    is not written (`result.withheld`)."""
+    is not written (`result.withheld`), nor is an archive ported to another
+    release that the release would still reject (unless `only`/`skip` chose
+    the fixes): a half-done port loads nowhere it did not load before."""
     with open_archive(path) as archive:
         result = fix(archive, options, only, skip)
-        if output is not None and keras2.applies(archive) and result.left:
-            # a Keras 2 model half-converted loads nowhere: nothing is written
-            result.withheld = True
-        elif output is not None:
+        if output is not None and result.left:
+            result.withheld_because = _incomplete(archive, result.target, only or skip)
+        if output is not None and not result.withheld:
             write_edit(archive, result.edit, output)
             result.output = str(output)
     return result
+
+
+def _incomplete(archive: Archive, target: str, chosen: Collection[str]) -> str:
+    """Why an output with errors left is not written ("" when it is written:
+    repairs for the release that saved the archive, which loads what is left
+    no worse than before, and a port whose fixes were chosen with
+    `only`/`skip`, which asked for a partial one)."""
+    if keras2.applies(archive):
+        return "the conversion to Keras 3 is incomplete"
+    if chosen:
+        return ""
+    saved = archive.keras_version
+    try:
+        ported = schema.minor_of(saved) != schema.minor_of(target)
+    except (TypeError, ValueError):  # no version, or not one Keras writes
+        ported = False
+    return f"the port from Keras {saved} to {target} is incomplete" if ported else ""

@@ -37,7 +37,9 @@ class FixResult:
     config_before: str = field(repr=False)
     remaining: list[Finding] = field(default_factory=list)
     output: str | None = None  # set by the caller once written; None for a dry run
-    withheld: bool = False  # a Keras 2 model not fully converted: nothing written
+    # why nothing was written, e.g. "the conversion to Keras 3 is incomplete"
+    # ("": written, or a dry run)
+    withheld_because: str = ""
     # the weights trees before and after, when a fix edits the weights
     weights_before: WeightsTree | None = None
     weights_after: WeightsTree | None = None
@@ -50,6 +52,11 @@ class FixResult:
     def config_after(self) -> str:
         """The config.json that is written ("" when no fix changed it)."""
         return self.edit.config_json() if self.changes else ""
+
+    @property
+    def withheld(self) -> bool:
+        """Nothing was written: a conversion or a port the target would reject."""
+        return bool(self.withheld_because)
 
     @property
     def left(self) -> list[Finding]:

@@ -13,6 +13,7 @@ from .findings import Rule
 from .passes import (
     attention_sublayer_groups,
     config_structure,
+    custom_function_name,
     custom_object,
     dtype_policy_object,
     initializer_name,
@@ -35,6 +36,7 @@ from .passes import (
     missing_argument,
     missing_build_config,
     missing_weights,
+    nested_container_weights,
     nested_model_output,
     no_schema_for_release,
     numpy_layer_argument,
@@ -72,6 +74,7 @@ MODULES: tuple[ModuleType, ...] = (
     nested_model_output,
     layer_described_twice,
     missing_weights,  # after KR303: it sees the copies KR303 marked as one layer
+    nested_container_weights,
     numpy_layer_argument,
     dtype_policy_object,
     initializer_name,
@@ -85,6 +88,7 @@ MODULES: tuple[ModuleType, ...] = (
     unbuildable_subclassed_model,
     unclaimed_weights,
     custom_object,
+    custom_function_name,
     unknown_class,
     missing_argument,
     unknown_activation,

@@ -188,7 +188,7 @@ def render_fix(result, show_diff: bool = False) -> None:
     if result.output:
         fixed += f"; wrote {result.output}"
     elif result.withheld:
-        fixed += "; nothing written: the conversion to Keras 3 is incomplete"
+        fixed += f"; nothing written: {result.withheld_because}"
     elif result.changes:
         fixed += "; dry run, nothing written"
     lines.append(fixed)

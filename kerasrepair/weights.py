@@ -289,14 +289,16 @@ def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree) -> None:
 
 def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
     """The layer name Keras 3.6+ stores on a `vars` group, if it is a short string."""
-    if not h5a.exists(file_id, b"name", obj_name=group):
+    try:
+        attribute = h5a.open(file_id, b"name", obj_name=group)
+    except KeyError:  # no such attribute: cheaper to ask for it than to ask first
         return None
-    attribute = h5a.open(file_id, b"name", obj_name=group)
-    if attribute.dtype.kind not in "OSU" or attribute.get_storage_size() > 4096:
+    dtype = attribute.dtype
+    if dtype.kind not in "OSU" or attribute.shape != () or attribute.get_storage_size() > 4096:
         return None
-    value = np.empty(attribute.shape, attribute.dtype)
+    value = np.empty((), dtype)
     attribute.read(value)
-    value = value[()] if value.shape == () else None
+    value = value[()]
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None

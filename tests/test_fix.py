@@ -207,6 +207,10 @@ def test_fix_says_0_left_only_when_check_of_its_output_is_clean(path, keras, tmp
     defines = ["--define", "CONV_WIDTH=3"] if "lambda" in path.stem else []
     fixed = _run("fix", path, "-o", out, "--unsafe-fixes", *defines, *target, "--json")
     assert fixed.exit_code in (0, 1), fixed.output
+    if json.loads(fixed.output)["withheld"]:  # a port the target would reject: nothing written
+        assert fixed.exit_code == 1 and json.loads(fixed.output)["remaining"], fixed.output
+        assert not out.exists()
+        return
     checked = _run("check", out, *target, "--json")
     assert checked.exit_code in (0, 1), checked.output
     assert (fixed.exit_code == 0) == (checked.exit_code == 0), (fixed.output, checked.output)
@@ -249,3 +253,27 @@ def test_output_naming_the_input_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "--in-place" in result.output
     assert copy.read_bytes() == before
+
+
+def test_a_port_the_target_would_reject_is_not_written(tmp_path):
+    """Keras 3.0-3.2 rebuild a Sequential's nested Functional returning a list
+    (KR306, unfixable there): fix says so, writes nothing, and the input is untouched."""
+    source = MODELS.parent / "releases" / "keras-3.6.0" / "sequential_nested_functional.keras"
+    before = source.read_bytes()
+    out = tmp_path / "out.keras"
+    ran = _run("fix", source, "-o", out, "--keras", "3.0")
+    assert ran.exit_code == 1, ran.output
+    assert "KR306" in ran.output
+    assert "nothing written: the port from Keras 3.6.0 to 3.0.5 is incomplete" in ran.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert source.read_bytes() == before
+
+
+def test_repairs_for_the_saving_release_are_written_with_what_is_left(tmp_path):
+    """Not a port: what fix repairs is written, and what it cannot is reported."""
+    source = MODELS.parent / "releases" / "keras-3.6.0" / "subclassed_unbuilt.keras"
+    out = tmp_path / "out.keras"
+    ran = _run("fix", source, "-o", out, "--json")
+    result = json.loads(ran.output)
+    assert ran.exit_code == 1 and not result["withheld"], ran.output
+    assert result["remaining"] and out.exists()
