@@ -6,6 +6,8 @@ The Python API mirrors the command line::
 
     report = inspect_archive("model.keras")          # what `inspect --json` prints
     result = fix_archive("broken.keras", "fixed.keras")  # repair, write, check
+    for line in batch(["zoo/"], BatchSettings(output_dir="fixed-zoo")):  # a model zoo
+        print(line["path"], line["status"])
     with open_archive("model.keras") as archive:     # raises ArchiveError if unsafe
         config = archive.config
         tree = archive.weights()                     # shapes and dtypes, no data
@@ -27,6 +29,8 @@ _EXPORTS = {
     "inspect_archive": "inspection",
     "check_archive": "check",
     "fix_archive": "api",
+    "batch": "zoo",
+    "BatchSettings": "zoo",
     "RepairError": "errors",
     "WriteError": "errors",
     "write_archive": "writer",

@@ -34,12 +34,21 @@ def fix_archive(
     the fixes): a half-done port loads nowhere it did not load before."""
     with open_archive(path) as archive:
         result = fix(archive, options, only, skip)
-        if output is not None and result.left:
-            result.withheld_because = _incomplete(archive, result.target, only or skip)
-        if output is not None and not result.withheld:
-            write_edit(archive, result.edit, output)
-            result.output = str(output)
+        if output is not None:
+            write_result(archive, result, output, only or skip)
     return result
+
+
+def write_result(
+    archive: Archive, result: FixResult, output: str | os.PathLike, chosen: Collection[str] = ()
+) -> None:
+    """Write `result` to `output`, unless it is a conversion or a port the
+    target would still reject (`result.withheld_because` says why)."""
+    if result.left:
+        result.withheld_because = _incomplete(archive, result.target, chosen)
+    if not result.withheld:
+        write_edit(archive, result.edit, output)
+        result.output = str(output)
 
 
 def _incomplete(archive: Archive, target: str, chosen: Collection[str]) -> str:

@@ -207,6 +207,106 @@ def check(
 
 
 @app.command()
+def batch(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Directories (searched for .keras and .h5), globs, or files listing paths "
+            "(- for stdin)."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where the repaired archives go (the source tree)."),
+    ] = None,
+    check_only: Annotated[
+        bool, typer.Option("--check-only", help="Say what fix would do; write no archive.")
+    ] = False,
+    keras: Annotated[
+        str | None, typer.Option("--keras", help="Check and repair for this Keras release.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Worker processes (default: the cores).")
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor", help="local (worker processes) or dask (needs kerasrepair[dask])."
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="With --executor dask: tcp://HOST:PORT (default: a LocalCluster)."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Append one JSON line per archive here (JSON Lines)."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Skip archives --report has, same sha256 and options."),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds an archive may take (killed after).")
+    ] = None,
+    copy_clean: Annotated[
+        bool, typer.Option("--copy-clean", help="Copy archives with nothing to fix too.")
+    ] = False,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run only these fixes (KR301,KR601).")
+    ] = None,
+    skip: Annotated[str | None, typer.Option("--skip", help="Skip these fixes.")] = None,
+    unsafe_fixes: Annotated[
+        bool, typer.Option("--unsafe-fixes", help="Also apply fixes that change behaviour.")
+    ] = False,
+) -> None:
+    """Check or repair every archive of a model zoo, in worker processes."""
+    from .render import render_batch_line, render_batch_summary
+    from .zoo import Settings, SourceError, Summary
+    from .zoo import batch as run_batch
+
+    if (output is None) == (not check_only):
+        _usage("give -o OUTDIR, or --check-only")
+    if resume and report is None:
+        _usage("--resume reads the --report of the run it resumes")
+    if jobs is not None and jobs < 1:
+        _usage("--jobs must be at least 1")
+    _release(keras)
+    only_codes, skip_codes = _codes(only), _codes(skip) or frozenset()
+    settings = Settings(
+        output_dir=str(output) if output is not None else None,
+        keras=keras,
+        only=tuple(sorted(only_codes)) if only_codes is not None else None,
+        skip=tuple(sorted(skip_codes)),
+        unsafe_fixes=unsafe_fixes,
+        copy_clean=copy_clean,
+    )
+    summary = Summary()
+    if scheduler is not None and executor != "dask":
+        _usage("--scheduler is for --executor dask")
+    resumed = report if resume else None
+    results = run_batch(
+        sources, settings, jobs, timeout, resumed, summary, executor=executor, scheduler=scheduler
+    )
+    sink = open(report, "a", encoding="utf-8") if report is not None else None  # noqa: SIM115
+    try:
+        for number, record in enumerate(results, 1):
+            if sink is not None:
+                sink.write(json.dumps(record, sort_keys=True) + "\n")
+                sink.flush()
+            render_batch_line(number, record)
+    except SourceError as e:
+        _usage(str(e))
+    finally:
+        if sink is not None:
+            sink.close()
+    render_batch_summary(summary)
+    raise typer.Exit(summary.exit_status(settings.check_only))
+
+
+@app.command()
 def explain(code: Annotated[str, typer.Argument(help="A code, e.g. KR301.")]) -> None:
     """Explain what a rule detects, and how `fix` repairs it."""
     from .registry import by_code

@@ -273,3 +273,27 @@ def render_check(results) -> None:
     archives = f"{len(results)} archive" + ("s" if len(results) != 1 else "")
     lines.append(f"{', '.join(said) if said else 'no findings'} in {archives}")
     typer.echo("\n".join(lines))
+
+
+def render_batch_line(number: int, record: dict) -> None:
+    """One line per archive, on stderr: the summary and the report are the output."""
+    status = record["status"]
+    detail = record.get("error") or ", ".join(record.get("codes") or ())
+    if status == "duplicate":
+        detail = f"same sha256 as {record.get('duplicate_of')}"
+    seconds = record.get("seconds") or 0.0
+    line = f"[{number}] {status:<9} {record['path']} ({seconds:.2f} s)"
+    typer.echo(f"{line}: {detail}" if detail else line, err=True)
+
+
+def render_batch_summary(summary) -> None:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    total = sum(summary.counts.values())
+    resumed = f" ({summary.resumed} done before, skipped)" if summary.resumed else ""
+    typer.echo(f"{total} archives: {counts or 'none'}{resumed}")
+    if summary.codes:
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(summary.codes.items()))
+        typer.echo(f"codes: {codes}")
+    if summary.slowest:
+        slowest = ", ".join(f"{path} {seconds:.2f} s" for seconds, path in summary.slowest)
+        typer.echo(f"slowest: {slowest}")
