@@ -216,7 +216,7 @@ def batch(
         ),
     ],
     output: Annotated[
-        Path | None,
+        str | None,  # a str: Path() would fold the // of a URL (s3://bucket/...)
         typer.Option("--output", "-o", help="Where the repaired archives go (the source tree)."),
     ] = None,
     check_only: Annotated[
@@ -230,9 +230,7 @@ def batch(
     ] = None,
     executor: Annotated[
         str,
-        typer.Option(
-            "--executor", help="local (worker processes) or dask (needs kerasrepair[dask])."
-        ),
+        typer.Option("--executor", help="local (worker processes) or dask (needs the dask extra)."),
     ] = "local",
     scheduler: Annotated[
         str | None,
@@ -248,6 +246,10 @@ def batch(
         bool,
         typer.Option("--resume", help="Skip archives --report has, same sha256 and options."),
     ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML page of the run here."),
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Seconds an archive may take (killed after).")
     ] = None,
@@ -263,7 +265,7 @@ def batch(
     ] = False,
 ) -> None:
     """Check or repair every archive of a model zoo, in worker processes."""
-    from .render import render_batch_line, render_batch_summary
+    from .render import BatchProgress, render_batch_summary
     from .zoo import Settings, SourceError, Summary
     from .zoo import batch as run_batch
 
@@ -290,19 +292,26 @@ def batch(
     results = run_batch(
         sources, settings, jobs, timeout, resumed, summary, executor=executor, scheduler=scheduler
     )
+    records: list[dict] = []  # for --html
     sink = open(report, "a", encoding="utf-8") if report is not None else None  # noqa: SIM115
     try:
-        for number, record in enumerate(results, 1):
-            if sink is not None:
-                sink.write(json.dumps(record, sort_keys=True) + "\n")
-                sink.flush()
-            render_batch_line(number, record)
+        with BatchProgress(summary) as progress:
+            for number, record in enumerate(results, 1):
+                if sink is not None:
+                    sink.write(json.dumps(record, sort_keys=True) + "\n")
+                    sink.flush()
+                records.append(record)
+                progress.advance(number, record)
     except SourceError as e:
         _usage(str(e))
     finally:
         if sink is not None:
             sink.close()
     render_batch_summary(summary)
+    if html is not None:
+        from .html_report import write as write_html
+
+        write_html(html, records, summary)
     raise typer.Exit(summary.exit_status(settings.check_only))
 
 

@@ -31,3 +31,8 @@ class RepairError(KerasRepairError):
 
 class WriteError(Exception):
     """The new archive failed its check after writing; nothing was written."""
+
+
+class SourceError(ValueError):
+    """`batch`: a source that names nothing to process, an OUTDIR inside a
+    source, an executor that cannot run."""

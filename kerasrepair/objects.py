@@ -311,24 +311,39 @@ class ObjectChecker:
     # ----------------------------------------------------------- validation
 
     def _errors(self, ref: str, instance: dict) -> list:
-        """The validation errors of `instance` against the schema at `ref`, memoized."""
+        """The validation errors of `instance` against the schema at `ref`,
+        memoized: here, and a valid result for every checker of the process
+        (`_VALID`: `batch` checks thousands of archives in one worker)."""
         key = _memo_key(ref, instance)
         if key is not None:
             key = (ref, key)
+            if key in _VALID:
+                return []
             if key not in self._memo:
                 self._memo[key] = list(schema.validator(ref).iter_errors(instance))
-            return self._memo[key]
+            return _valid_if(key, self._memo[key])
         if not schema.signature_decides(ref):
             return list(schema.validator(ref).iter_errors(instance))
         # e.g. the keras tensors: alike in signature to a valid one, valid; an
         # invalid one is validated on its own, so its errors name its values
         key = (ref, "valid", signature(instance))
-        if key in self._memo:
+        if key in _VALID:
             return []
-        errors = list(schema.validator(ref).iter_errors(instance))
-        if not errors:
-            self._memo[key] = errors
-        return errors
+        return _valid_if(key, list(schema.validator(ref).iter_errors(instance)))
+
+
+# (ref, what the schema sees of an instance) found valid, by any checker of
+# this process; dropped whole when it grows past _VALID_LIMIT
+_VALID: set = set()
+_VALID_LIMIT = 200_000
+
+
+def _valid_if(key: tuple, errors: list) -> list:
+    if not errors:
+        if len(_VALID) >= _VALID_LIMIT:
+            _VALID.clear()
+        _VALID.add(key)
+    return errors
 
 
 def internal_key(saved, release, module: Any, class_name: Any) -> str | None:

@@ -6,6 +6,8 @@ output pastes cleanly into an issue. Colour only where the terminal has it.
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import typer
@@ -275,15 +277,64 @@ def render_check(results) -> None:
     typer.echo("\n".join(lines))
 
 
-def render_batch_line(number: int, record: dict) -> None:
-    """One line per archive, on stderr: the summary and the report are the output."""
+class BatchProgress:
+    """On a terminal, a progress bar (rate, ETA) on stderr; otherwise a plain
+    line per archive there. The summary and the report are the output."""
+
+    def __init__(self, summary):
+        self.summary = summary
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.task = self.bar.add_task("archives", total=None, rate="")
+            self.started = time.monotonic()
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def advance(self, number: int, record: dict) -> None:
+        if self.bar is None:
+            typer.echo(batch_line(number, record), err=True)
+            return
+        if record["status"] == "error":  # above the bar, which goes when done
+            self.bar.console.print(batch_line(number, record), markup=False, highlight=False)
+        rate = number / max(time.monotonic() - self.started, 1e-9)
+        self.bar.update(self.task, completed=number, total=self.summary.found, rate=f"{rate:.1f}/s")
+
+
+def batch_line(number: int, record: dict) -> str:
+    """What `batch` says of one archive (on stderr: the summary and the report
+    are the output)."""
     status = record["status"]
     detail = record.get("error") or ", ".join(record.get("codes") or ())
     if status == "duplicate":
         detail = f"same sha256 as {record.get('duplicate_of')}"
     seconds = record.get("seconds") or 0.0
     line = f"[{number}] {status:<9} {record['path']} ({seconds:.2f} s)"
-    typer.echo(f"{line}: {detail}" if detail else line, err=True)
+    return f"{line}: {detail}" if detail else line
 
 
 def render_batch_summary(summary) -> None:

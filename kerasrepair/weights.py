@@ -289,10 +289,9 @@ def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree) -> None:
 
 def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
     """The layer name Keras 3.6+ stores on a `vars` group, if it is a short string."""
-    try:
-        attribute = h5a.open(file_id, b"name", obj_name=group)
-    except KeyError:  # no such attribute: cheaper to ask for it than to ask first
+    if not h5a.exists(file_id, b"name", obj_name=group):  # opening a missing one costs 1 ms
         return None
+    attribute = h5a.open(file_id, b"name", obj_name=group)
     dtype = attribute.dtype
     if dtype.kind not in "OSU" or attribute.shape != () or attribute.get_storage_size() > 4096:
         return None

@@ -19,7 +19,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import stat
 import sys
 import time
@@ -28,45 +27,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from .context import Options
+from . import remote
+from .errors import SourceError
+from .zoo_job import Job, Settings, failed, one_line, run_one
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
 STATUSES = ("clean", "fixed", "fixable", "unfixable", "error", "duplicate")
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What every archive of a run is done with (the report records it)."""
-
-    output_dir: str | None = None  # None: --check-only
-    keras: str | None = None
-    only: tuple[str, ...] | None = None
-    skip: tuple[str, ...] = ()
-    unsafe_fixes: bool = False
-    copy_clean: bool = False
-
-    @property
-    def check_only(self) -> bool:
-        return self.output_dir is None
-
-    def key(self) -> dict:
-        """What `--resume` compares: an archive done with other settings is done again."""
-        return {
-            "check_only": self.check_only,
-            "keras": self.keras,
-            "only": sorted(self.only) if self.only is not None else None,
-            "skip": sorted(self.skip),
-            "unsafe_fixes": self.unsafe_fixes,
-        }
-
-
-@dataclass(frozen=True)
-class Job:
-    path: str
-    output: str | None  # where its repair goes under OUTDIR
-    sha256: str
-    size: int
+BIG = 64 << 20  # an archive after which a worker collects its garbage
 
 
 @dataclass
@@ -75,6 +43,7 @@ class Summary:
     codes: dict[str, int] = field(default_factory=dict)
     slowest: list[tuple[float, str]] = field(default_factory=list)
     resumed: int = 0
+    found: int | None = None  # archives the sources name, once they are listed
 
     def add(self, record: dict) -> None:
         self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
@@ -92,32 +61,38 @@ class Summary:
         return 1 if any(self.counts.get(status) for status in not_loading) else 0
 
 
-class SourceError(ValueError):
-    """A source that names nothing to process, or an OUTDIR inside a source."""
-
-
 # ------------------------------------------------------------------ sources
 
 
-def archives(sources: Iterable[str], output_dir: str | None) -> Iterator[tuple[Path, Path | None]]:
+def archives(
+    sources: Iterable[str], output_dir: str | None
+) -> Iterator[tuple[Path | str, Path | str | None]]:
     """Each archive of `sources` and where its repair goes: a directory is
     searched (without following symlinks out of it), a glob expanded, another
     file is an archive if its suffix says so, else a list of paths, one per
     line (`-`: stdin). Under `output_dir` a directory's archives keep their
     paths relative to it; other archives their path relative to the working
-    directory (or their absolute path without its root)."""
-    out = Path(output_dir).resolve() if output_dir else None
+    directory (or their absolute path without its root). A source or
+    `output_dir` may be an fsspec URL (`remote`): its archives are URLs (str),
+    a `file://` URL is the local path it names."""
+    out = _outdir(output_dir)
     for source in sources:
         if source == "-":
             yield from _listed(sys.stdin, out)
             continue
+        if remote.is_url(source):
+            local = remote.local_path(source)
+            if local is None:
+                yield from remote.archives(source, out, _listed)
+                continue
+            source = local
         path = Path(source)
         if path.is_dir():
             root = path.resolve()
-            if out is not None and (out == root or root in out.parents):
+            if isinstance(out, Path) and (out == root or root in out.parents):
                 raise SourceError(f"{source}: -o {output_dir} is inside it; write elsewhere")
             for found in _walk(root):
-                yield found, out / found.relative_to(root) if out else None
+                yield found, _under(out, found.relative_to(root)) if out else None
         elif path.is_file() and path.suffix.lower() not in SUFFIXES:
             with open(path, encoding="utf-8", errors="replace") as listing:
                 yield from _listed(listing, out)
@@ -145,14 +120,33 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield path
 
 
-def _listed(lines, out: Path | None) -> Iterator[tuple[Path, Path | None]]:
+def _listed(lines, out: Path | str | None) -> Iterator[tuple[Path | str, Path | str | None]]:
     for line in lines:
         line = line.strip()
-        if line and not line.startswith("#"):
-            yield Path(line), _mirrored(Path(line), out)
+        if not line or line.startswith("#"):
+            continue
+        local = remote.local_path(line) if remote.is_url(line) else line
+        if local is None:  # a URL
+            yield line, remote.mirrored(line, out)
+        else:
+            yield Path(local), _mirrored(Path(local), out)
 
 
-def _mirrored(path: Path, out: Path | None) -> Path | None:
+def _outdir(output_dir: str | None) -> Path | str | None:
+    """OUTDIR: a resolved local Path, or a URL (str)."""
+    if not output_dir:
+        return None
+    if remote.is_url(output_dir):
+        local = remote.local_path(output_dir)
+        return output_dir.rstrip("/") if local is None else Path(local).resolve()
+    return Path(output_dir).resolve()
+
+
+def _under(out: Path | str, relative: Path) -> Path | str:
+    return remote.join(out, relative) if isinstance(out, str) else out / relative
+
+
+def _mirrored(path: Path, out: Path | str | None) -> Path | str | None:
     if out is None:
         return None
     absolute = path.resolve()
@@ -160,12 +154,14 @@ def _mirrored(path: Path, out: Path | None) -> Path | None:
         relative = absolute.relative_to(Path.cwd())
     except ValueError:
         relative = absolute.relative_to(absolute.anchor)
-    return out / relative
+    return _under(out, relative)
 
 
-def sha256(path: Path) -> tuple[str, int]:
+def sha256(path: Path | str) -> tuple[str, int]:
     """The archive's digest and size; OSError for what is not a regular file
-    (a FIFO would block `open`, a device never end)."""
+    (a FIFO would block `open`, a device never end). `path` may be a URL."""
+    if remote.is_url(path):
+        return remote.sha256(path)
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise OSError(f"{path}: not a regular file; give the path of a .keras or .h5 file")
     digest, size = hashlib.sha256(), 0
@@ -174,78 +170,6 @@ def sha256(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-# ------------------------------------------------------------------ one archive
-
-
-def run_one(job: Job, settings: Settings) -> dict:
-    """Check or repair one archive; its report line. Never raises."""
-    from .api import write_result
-    from .archive import open_archive
-    from .fix import fix
-
-    started = time.monotonic()
-    record = {
-        "path": job.path,
-        "sha256": job.sha256,
-        "bytes": job.size,
-        "saved_with": None,
-        "target": None,
-        "status": "error",
-        "codes": [],
-        "changes": [],
-        "output": None,
-        "error": None,
-        "settings": settings.key(),
-    }
-    options = Options(unsafe_fixes=settings.unsafe_fixes, keras=settings.keras)
-    try:
-        with open_archive(job.path) as archive:
-            record["saved_with"] = archive.keras_version
-            only = frozenset(settings.only) if settings.only is not None else None
-            result = fix(archive, options, only, frozenset(settings.skip))
-            record["target"] = result.target
-            record["changes"] = [change.to_dict() for change in result.changes]
-            found = {f.code for f in result.remaining} | {c.code for c in result.changes}
-            record["codes"] = sorted(found)
-            if settings.check_only:
-                record["status"] = (
-                    "unfixable" if result.left else "fixable" if result.changes else "clean"
-                )
-            elif result.changes:
-                os.makedirs(os.path.dirname(job.output), exist_ok=True)
-                write_result(archive, result, job.output, only or settings.skip)
-                record["output"] = result.output
-                record["status"] = "unfixable" if result.left else "fixed"
-            elif result.left:
-                record["status"] = "unfixable"
-            else:
-                record["status"] = "clean"
-                if settings.copy_clean:
-                    _copy(job.path, job.output)
-                    record["output"] = job.output
-    except Exception as e:  # noqa: BLE001 - one archive never stops the run
-        record["status"] = "error"
-        record["error"] = _one_line(e)
-    record["seconds"] = round(time.monotonic() - started, 4)
-    return record
-
-
-def _copy(source: str, output: str) -> None:
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    scratch = f"{output}.kerasrepair-tmp"
-    shutil.copyfile(source, scratch)
-    os.replace(scratch, output)
-
-
-def _one_line(e: Exception) -> str:
-    from .errors import ArchiveError, WriteError
-
-    if isinstance(e, ArchiveError | WriteError):
-        return str(e)
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
 # ------------------------------------------------------------------ the pool
@@ -258,7 +182,8 @@ def _worker(conn, settings: Settings) -> None:
         if job is None:
             return
         conn.send(run_one(job, settings))
-        gc.collect()
+        if job.size > BIG:  # reference cycles of a big archive's walk go at once
+            gc.collect()
 
 
 class LocalPool:
@@ -323,7 +248,7 @@ class LocalPool:
                     self._stop(worker)
                     workers[index] = self._start()
                     running -= 1
-                    yield _failed(job, self.settings, failure, time.monotonic() - worker["since"])
+                    yield failed(job, self.settings, failure, time.monotonic() - worker["since"])
         finally:
             for worker in workers:
                 self._stop(worker, politely=worker["job"] is None)
@@ -347,23 +272,6 @@ class LocalPool:
             process.kill()
             process.join()
         worker["conn"].close()
-
-
-def _failed(job: Job, settings: Settings, why: str | None, seconds: float) -> dict:
-    return {
-        "path": job.path,
-        "sha256": job.sha256,
-        "bytes": job.size,
-        "saved_with": None,
-        "target": None,
-        "status": "error",
-        "codes": [],
-        "changes": [],
-        "output": None,
-        "error": why,
-        "settings": settings.key(),
-        "seconds": round(seconds, 4),
-    }
 
 
 # ------------------------------------------------------------------ a run
@@ -402,6 +310,7 @@ def batch(
     before anything runs for a source that names nothing."""
     summary = summary if summary is not None else Summary()
     listed = list(archives(sources, settings.output_dir))
+    summary.found = len(listed)
     done = done_before(resume_from, settings)
     seen: dict[str, str] = {}
     early: list[dict] = []  # decided without a worker: duplicates, unreadable paths
@@ -411,13 +320,13 @@ def batch(
             try:
                 digest, size = sha256(path)
             except OSError as e:
-                early.append(_failed(Job(str(path), None, "", 0), settings, _one_line(e), 0))
+                early.append(failed(Job(str(path), None, "", 0), settings, one_line(e), 0))
                 continue
             if done.get(str(path)) == digest:
                 summary.resumed += 1
                 continue
             if digest in seen:
-                record = _failed(Job(str(path), None, digest, size), settings, None, 0)
+                record = failed(Job(str(path), None, digest, size), settings, None, 0)
                 record.update(status="duplicate", duplicate_of=seen[digest])
                 early.append(record)
                 continue
