@@ -52,6 +52,7 @@ _ZIP64_EXTRA = 0x0001
 
 
 _CHUNK = 4 << 20  # bytes read at a time when checking CRCs: memory stays bounded
+_SPLIT = 16 << 20  # a stored entry this big is checked by two threads
 STALE_AFTER = 600  # seconds after which a temporary of the target is a killed run's
 BACKUP_SUFFIX = ".kerasrepair-backup"
 
@@ -376,9 +377,10 @@ def _verify(
 
 
 def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
-    """Every entry's CRC-32: stored ones from their bytes in place, in chunks,
-    split between two threads (zlib and pread release the GIL) and combined;
-    compressed ones through zipfile, which checks as it decompresses."""
+    """Every entry's CRC-32: stored ones from their bytes in place, in chunks
+    (a big one split between two threads, as zlib and pread release the GIL,
+    and the halves combined); compressed ones through zipfile, which checks
+    as it decompresses."""
     with open(path, "rb") as raw, ThreadPoolExecutor(2) as pool:
         for entry in entries:
             if entry.method != zipfile.ZIP_STORED:
@@ -386,12 +388,15 @@ def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
                     while data.read(_CHUNK):
                         pass  # zipfile raises BadZipFile on a CRC mismatch
                 continue
-            half = entry.size // 2
-            first = pool.submit(_crc_range, raw.fileno(), entry.data_offset, half)
-            second = pool.submit(
-                _crc_range, raw.fileno(), entry.data_offset + half, entry.size - half
-            )
-            crc = crc32_combine(first.result(), second.result(), entry.size - half)
+            if entry.size < _SPLIT:
+                crc = _crc_range(raw.fileno(), entry.data_offset, entry.size)
+            else:
+                half = entry.size // 2
+                first = pool.submit(_crc_range, raw.fileno(), entry.data_offset, half)
+                second = pool.submit(
+                    _crc_range, raw.fileno(), entry.data_offset + half, entry.size - half
+                )
+                crc = crc32_combine(first.result(), second.result(), entry.size - half)
             if crc != entry.crc32:
                 raise WriteError(f"entry {entry.name} fails its CRC check in the new archive")
 

@@ -217,8 +217,13 @@ class LocalPool:
                         job = next(pending, None)
                         if job is None:
                             break
+                        try:
+                            worker["conn"].send(job)
+                        except OSError:  # it died idle: a new one takes the job
+                            self._stop(worker)
+                            worker.update(self._start())
+                            worker["conn"].send(job)
                         worker["job"], worker["since"] = job, time.monotonic()
-                        worker["conn"].send(job)
                         running += 1
                 if not running:
                     return

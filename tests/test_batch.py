@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -184,3 +185,44 @@ def test_nothing_to_do_is_an_error(tmp_path):
     assert ran.exit_code == 2 and "0 archives" in ran.output, ran.output
     missing = _run("batch", tmp_path / "nope*.keras", "--check-only")
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def _workers() -> set[int]:
+    """The worker processes of a run in this process (Linux /proc): the
+    children of its children (the forkserver's)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return {pid for child in children.get(os.getpid(), []) for pid in children.get(child, [])}
+
+
+def test_workers_killed_mid_run_are_recorded_and_replaced(tmp_path):
+    """Every worker is killed (SIGKILL) once the first archive is done: the
+    archive one held is an `error` line, the others are done by new workers."""
+    import signal
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    sources = sorted(RELEASES.glob("keras-3.*/layer_zoo.keras"))
+    for number, source in enumerate(sources):
+        shutil.copyfile(source, zoo / f"{number}.keras")
+    results, killed = [], set()
+    for record in batch([str(zoo)], BatchSettings(), jobs=2):
+        results.append(record)
+        if not killed:
+            killed = _workers()
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+    assert len(killed) == 2, killed
+    assert sorted(os.path.basename(r["path"]) for r in results) == sorted(
+        f"{number}.keras" for number in range(len(sources))
+    )
+    died = [r for r in results if r["status"] == "error"]
+    assert all(r["error"].startswith("the worker died") for r in died), died
+    assert len(died) <= 2  # what the two held when killed; new workers did the rest
+    assert all(r["status"] == "clean" for r in results if r not in died)
+    assert len(results) - len(died) >= len(sources) - 2 >= 10

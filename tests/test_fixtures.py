@@ -76,7 +76,8 @@ def test_healthy_fixture_loads_and_predicts_its_reference(keras, path, monkeypat
             from releases import probe
 
             assert _loads_in_a_release_env(path)  # marked `releases`
-            assert_matches_reference(probe(saved_by, FIXTURES / path, reference))
+            custom = (entry.get("custom_objects") or "").removesuffix(".py") or None
+            assert_matches_reference(probe(saved_by, FIXTURES / path, reference, custom))
             return
         [observed] = entry["observed"][saved_by]["attempts"]
         assert_matches_reference(observed)
