@@ -194,10 +194,11 @@ class LocalPool:
         self.settings = settings
         self.size = max(1, jobs)
         self.timeout = timeout
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-        self.context = multiprocessing.get_context(method)
-        if method == "forkserver":
-            self.context.set_forkserver_preload(["kerasrepair.zoo", "kerasrepair.fix"])
+        # a fresh interpreter per worker, with this process's sys.path and
+        # working directory (Python 3.11's forkserver starts from the working
+        # directory's modules: a checkout of kerasrepair there would shadow
+        # the installed one); fork would copy the progress bar's thread state
+        self.context = multiprocessing.get_context("spawn")
 
     def _start(self) -> dict:
         parent, child = self.context.Pipe()

@@ -188,8 +188,8 @@ def test_nothing_to_do_is_an_error(tmp_path):
 
 
 def _workers() -> set[int]:
-    """The worker processes of a run in this process (Linux /proc): the
-    children of its children (the forkserver's)."""
+    """The worker processes of a run in this process (Linux /proc): its
+    children that run multiprocessing's spawn_main."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -197,7 +197,14 @@ def _workers() -> set[int]:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    return {pid for child in children.get(os.getpid(), []) for pid in children.get(child, [])}
+    return {pid for pid in children.get(os.getpid(), []) if b"spawn_main" in _command_line(pid)}
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_workers_killed_mid_run_are_recorded_and_replaced(tmp_path):
