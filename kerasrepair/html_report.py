@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 
 from . import __version__
+from .zoo_job import STATUSES
 
-STATUSES = ("clean", "fixed", "fixable", "unfixable", "error", "duplicate")
 # (key, header, kind): kind "num" sorts as numbers, "text" in natural order
 COLUMNS = (
     ("n", "#", "num"),

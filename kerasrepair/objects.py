@@ -19,7 +19,7 @@ from typing import Any
 
 from . import pointer, schema
 from .archive import CONFIG
-from .findings import ERROR, NOTE, SAFE, Finding
+from .findings import ERROR, NOTE, SAFE, Change, Finding
 from .graph import OPERATIONS, SUBCLASSED, is_builtin, model_kind
 
 CONFIG_STRUCTURE = "KR201"
@@ -511,3 +511,15 @@ def _special_unknown(path, class_name, subject: Subject) -> Finding:
         layer=subject.layer,
         hint="restore the object as Keras wrote it, or re-save the model",
     )
+
+
+def write_policy_names(config: Any, findings: list[Finding], code: str, what: str) -> list[Change]:
+    """Each dtype policy object a finding points at, replaced by its name
+    (`"mixed_float16"`), which every Keras 3 release reads: KR209 (a 3.4+
+    DTypePolicy for 3.0.0) and KR704 (a Keras 2 Policy)."""
+    changes = []
+    for finding in findings:
+        name = pointer.get(config, finding.location)["config"]["name"]
+        pointer.set(config, finding.location, name)
+        changes.append(Change(code, finding.location, f"{what} -> '{name}'"))
+    return changes

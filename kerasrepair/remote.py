@@ -123,12 +123,17 @@ def sha256(url: str) -> tuple[str, int]:
     fs, path = filesystem(url)
     if not fs.isfile(path):
         raise FileNotFoundError(f"{url}: no such file")
-    digest, size = hashlib.sha256(), 0
     with fs.open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return digest(f)
+
+
+def digest(f) -> tuple[str, int]:
+    """The sha256 and size of what is left to read in `f`, read in chunks."""
+    sha, size = hashlib.sha256(), 0
+    while chunk := f.read(CHUNK):
+        sha.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), size
 
 
 @contextlib.contextmanager

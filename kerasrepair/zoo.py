@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import glob
-import hashlib
 import json
 import multiprocessing
 import os
@@ -32,8 +31,6 @@ from .errors import SourceError
 from .zoo_job import Job, Settings, failed, one_line, run_one
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
-STATUSES = ("clean", "fixed", "fixable", "unfixable", "error", "duplicate")
-CHUNK = 1 << 20
 BIG = 64 << 20  # an archive after which a worker collects its garbage
 
 
@@ -164,12 +161,8 @@ def sha256(path: Path | str) -> tuple[str, int]:
         return remote.sha256(path)
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise OSError(f"{path}: not a regular file; give the path of a .keras or .h5 file")
-    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return remote.digest(f)
 
 
 # ------------------------------------------------------------------ the pool

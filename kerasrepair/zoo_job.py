@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from . import remote
 from .context import Options
 
+# the status of a report line (`duplicate`: given by `zoo.batch`, without a worker)
+STATUSES = ("clean", "fixed", "fixable", "unfixable", "error", "duplicate")
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -116,3 +116,8 @@ def assert_predicts_reference(predicted, expected):
     worst, within, _ = compare(expected, predicted)
     assert worst is not None, "predictions do not have the reference's structure or shapes"
     assert within, f"max abs diff {worst} beyond the tolerance ({tolerance('float32')} f32)"
+
+
+def codes_of(items) -> list:
+    """The codes of findings or changes, in order."""
+    return [item.code for item in items]

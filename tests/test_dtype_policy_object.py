@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import FIXTURES, assert_matches_reference
+from conftest import FIXTURES, assert_matches_reference, codes_of
 from kerasrepair import check_archive, fix_archive, open_archive, write_archive
 from kerasrepair.context import Options
 
@@ -13,27 +13,23 @@ RELEASES = FIXTURES / "releases"
 MLP_3_6 = RELEASES / "keras-3.6.0" / "healthy_mlp.keras"
 
 
-def _codes(findings):
-    return [finding.code for finding in findings]
-
-
 def test_policy_objects_are_reported_for_3_0_0_once_each():
     found = check_archive(MLP_3_6, "3.0.0").findings
-    assert _codes(found).count("KR209") == 4  # the model's, dense_in, batch_norm, dense_out
-    assert "KR205" not in _codes(found)  # not an unknown class as well
+    assert codes_of(found).count("KR209") == 4  # the model's, dense_in, batch_norm, dense_out
+    assert "KR205" not in codes_of(found)  # not an unknown class as well
     assert "Could not locate class 'DTypePolicy'" in found[0].message
 
 
 @pytest.mark.parametrize("target", ["3.0", "3.3", "3.6"])
 def test_releases_that_find_the_class_are_not_told(target):
-    assert "KR209" not in _codes(check_archive(MLP_3_6, target).findings)
+    assert "KR209" not in codes_of(check_archive(MLP_3_6, target).findings)
 
 
 def test_fix_writes_the_policy_name(tmp_path):
     fixed = tmp_path / "fixed.keras"
     result = fix_archive(MLP_3_6, fixed, Options(keras="3.0.0"))
     assert result.left == []
-    assert _codes(result.changes).count("KR209") == 4
+    assert codes_of(result.changes).count("KR209") == 4
     with open_archive(fixed) as archive:
         config = archive.config["config"]
     assert [layer["config"]["dtype"] for layer in config["layers"]] == ["float32"] * 4

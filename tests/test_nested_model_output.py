@@ -5,17 +5,13 @@ import json
 
 import pytest
 
-from conftest import FIXTURES, assert_identical_to_original, assert_matches_reference
+from conftest import FIXTURES, assert_identical_to_original, assert_matches_reference, codes_of
 from kerasrepair import check_archive, fix_archive, open_archive, write_archive
 from kerasrepair.context import Options
 
 RELEASES = FIXTURES / "releases"
 AUTOENCODER = "nested_model_output"  # keras.Model(x, decoder(encoder(x)))
 SHARED = "shared_submodel_reused"  # sub(between(sub(pre(x)))): the output is sub's call 2
-
-
-def _codes(findings):
-    return [finding.code for finding in findings]
 
 
 def _config(path):
@@ -36,13 +32,13 @@ def _with_config(source, target, edit):
 def test_an_autoencoder_saved_by_3_0_to_3_2_is_reported_and_repaired(release, tmp_path):
     original = RELEASES / f"keras-{release}" / f"{AUTOENCODER}.keras"
     found = check_archive(original).findings
-    assert _codes(found) == ["KR304"]
+    assert codes_of(found) == ["KR304"]
     assert found[0].location == "/config/output_layers/0" and found[0].fix == "safe"
     assert "IndexError" in found[0].message and "'decoder'" in found[0].message
 
     fixed = tmp_path / "fixed.keras"
     result = fix_archive(original, fixed)
-    assert _codes(result.changes) == ["KR304"] and result.remaining == []
+    assert codes_of(result.changes) == ["KR304"] and result.remaining == []
     assert _config(fixed)["config"]["output_layers"] == [["decoder", 0, 0]]
     assert check_archive(fixed).findings == []
     assert check_archive(fixed, "3.15").findings == []  # 3.3+ read index 0 as the last call
@@ -51,19 +47,19 @@ def test_an_autoencoder_saved_by_3_0_to_3_2_is_reported_and_repaired(release, tm
 def test_releases_that_read_the_index_right_are_not_told(tmp_path):
     original = RELEASES / "keras-3.0.5" / f"{AUTOENCODER}.keras"
     for release in ("3.3", "3.6", "3.15"):
-        assert "KR304" not in _codes(check_archive(original, release).findings)
+        assert "KR304" not in codes_of(check_archive(original, release).findings)
     result = fix_archive(original, tmp_path / "out.keras", Options(keras="3.3"))
-    assert "KR304" not in _codes(result.changes)
+    assert "KR304" not in codes_of(result.changes)
 
 
 @pytest.mark.parametrize("release", ["3.0.5", "3.2.1", "3.6.0"])
 def test_a_shared_submodel_output_gets_an_identity_layer(release, tmp_path):
     original = RELEASES / f"keras-{release}" / f"{SHARED}.keras"
-    assert "KR304" in _codes(check_archive(original, "3.0").findings)
+    assert "KR304" in codes_of(check_archive(original, "3.0").findings)
     fixed = tmp_path / "fixed.keras"
     result = fix_archive(original, fixed, Options(keras="3.0"))
     assert result.left == []
-    assert {"KR301", "KR304"} <= set(_codes(result.changes))
+    assert {"KR301", "KR304"} <= set(codes_of(result.changes))
     config = _config(fixed)["config"]
     assert config["output_layers"] == [["sub_output", 0, 0]]
     identity = config["layers"][-1]
@@ -86,7 +82,7 @@ def test_a_name_in_compile_config_makes_the_identity_unsafe(tmp_path):
     assert [finding.fix for finding in left] == ["unsafe"]
     assert "--unsafe-fixes" in left[0].hint
     result = fix_archive(named, None, Options(keras="3.0", unsafe_fixes=True))
-    assert "KR304" in _codes(result.changes) and result.left == []
+    assert "KR304" in codes_of(result.changes) and result.left == []
 
 
 def test_dict_outputs_and_a_bare_triple_are_read(tmp_path):
@@ -106,7 +102,7 @@ def test_dict_outputs_and_a_bare_triple_are_read(tmp_path):
         found = [f for f in check_archive(path).findings if f.code == "KR304"]
         assert [f.location for f in found] == [location]
         result = fix_archive(path, tmp_path / f"{edit.__name__}_fixed.keras")
-        assert "KR304" in _codes(result.changes)
+        assert "KR304" in codes_of(result.changes)
 
 
 def test_a_later_call_read_as_the_output_is_called_silently_wrong(tmp_path):

@@ -5,16 +5,12 @@ import json
 
 import pytest
 
-from conftest import FIXTURES, assert_matches_reference
+from conftest import FIXTURES, assert_matches_reference, codes_of
 from kerasrepair import check_archive, fix_archive, open_archive, write_archive
 from kerasrepair.context import Options
 
 RELEASES = FIXTURES / "releases"
 ZOO_3_15 = RELEASES / "keras-3.15.1" / "layer_zoo.keras"  # output_layers: ["flatten", 0, 0]
-
-
-def _codes(findings):
-    return [finding.code for finding in findings]
 
 
 @pytest.mark.parametrize("target", ["3.0", "3.3"])
@@ -26,14 +22,14 @@ def test_a_bare_output_triple_is_reported_for_3_0_to_3_3(target):
 
 @pytest.mark.parametrize("target", ["3.4", "3.10", "3.15"])
 def test_releases_that_read_a_bare_triple_are_not_told(target):
-    assert "KR305" not in _codes(check_archive(ZOO_3_15, target).findings)
+    assert "KR305" not in codes_of(check_archive(ZOO_3_15, target).findings)
 
 
 def test_fix_writes_a_list_of_one(tmp_path):
     fixed = tmp_path / "fixed.keras"
     result = fix_archive(ZOO_3_15, fixed, Options(keras="3.3"))
     assert result.left == []
-    assert "KR305" in _codes(result.changes)
+    assert "KR305" in codes_of(result.changes)
     with open_archive(fixed) as archive:
         config = archive.config["config"]
     assert config["output_layers"] == [["flatten", 0, 0]]
@@ -70,7 +66,7 @@ def test_a_3_15_archive_ported_down_loads_with_its_predictions_and_optimizer(rel
     fixed = tmp_path / "fixed.keras"
     result = fix_archive(ZOO_3_15, fixed, Options(keras=release))
     assert result.left == []
-    assert {"KR203", "KR210", "KR305"} <= set(_codes(result.changes))
+    assert {"KR203", "KR210", "KR305"} <= set(codes_of(result.changes))
     after = probe(release, fixed, reference)
     assert_matches_reference(after, release)
     assert after["warnings"] == [], after

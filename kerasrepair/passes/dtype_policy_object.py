@@ -82,9 +82,4 @@ def detect(ctx: Context) -> list[Finding]:
 
 
 def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
-    changes = []
-    for finding in findings:
-        name = pointer.get(edit.config, finding.location)["config"]["name"]
-        pointer.set(edit.config, finding.location, name)
-        changes.append(Change(RULE.code, finding.location, f"DTypePolicy -> '{name}'"))
-    return changes
+    return objects.write_policy_names(edit.config, findings, RULE.code, "DTypePolicy")
