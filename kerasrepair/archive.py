@@ -10,13 +10,18 @@ anything is decompressed, gives raw access to each entry's bytes, and parses
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import lzma
 import os
+import re
 import stat
 import struct
+import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,31 @@ _METHODS = {
     zipfile.ZIP_BZIP2: "bzip2",
     zipfile.ZIP_LZMA: "lzma",
 }
+# general purpose flag bits (APPNOTE 4.4.4) that change how an entry's bytes
+# are read: encrypted (0), sizes in a data descriptor (3), patched data (5),
+# strong encryption (6); the local header and the central directory must agree
+_ENCRYPTED, _DESCRIPTOR, _PATCHED, _STRONG_ENCRYPTION, _UTF8 = 0x1, 0x8, 0x20, 0x40, 0x800
+_READING_FLAGS = _ENCRYPTED | _DESCRIPTOR | _PATCHED | _STRONG_ENCRYPTION
+_ZIP64 = 0xFFFFFFFF  # a 32-bit size or offset whose value is in the zip64 extra field
+# What zipfile and the decompressors it calls (zlib, bz2, lzma) raise on
+# damaged bytes: a bad CRC or header (BadZipFile), a feature zipfile lacks
+# (NotImplementedError), a password (RuntimeError), broken compressed data
+# (zlib.error, LZMAError, bz2's OSError), data that ends early (EOFError),
+# impossible offsets (ValueError, OverflowError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+    ValueError,
+    OverflowError,
+    struct.error,
+)
+# ... and what h5py, numpy and zipfile raise on a damaged weights file
+_WEIGHTS_ERRORS = (*_ZIP_ERRORS, KeyError, TypeError, IndexError, UnicodeDecodeError)
 
 
 @dataclass(frozen=True)
@@ -118,6 +148,9 @@ class Archive:
         self._zip = zf
         self._by_name = {e.name: e for e in entries}
         self._weights = None
+        # bytes before the first entry: 0 as Keras writes it; more for a zip
+        # behind other data, which zipfile (and so Keras) reads too (KR911)
+        self.prepended = min((e.header_offset for e in entries), default=0)
 
     def __enter__(self) -> Archive:
         return self
@@ -167,9 +200,12 @@ class Archive:
         if entry.method == zipfile.ZIP_STORED:
             return EntryFile(self.path, entry.data_offset, entry.size)
         scratch = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-        with self._zip.open(entry.info) as source:
-            while chunk := source.read(1 << 20):
+        try:
+            for chunk in read_chunks(self.path, self._zip, entry):
                 scratch.write(chunk)
+        except BaseException:
+            scratch.close()
+            raise
         scratch.seek(0)
         return scratch
 
@@ -186,7 +222,14 @@ class Archive:
             else:
                 read = weights.read_h5 if entry.name == WEIGHTS_H5 else weights.read_npz
                 where = f"{self.path}:{entry.name}"
-                self._weights = read(self.open_seekable(entry), entry.name, where)
+                try:
+                    self._weights = read(self.open_seekable(entry), entry.name, where)
+                except _WEIGHTS_ERRORS as e:  # h5py's and numpy's words for damage
+                    raise ArchiveError(
+                        where,
+                        f"is damaged ({_reason(e)})",
+                        "the weights cannot be read; re-save or re-download the model",
+                    ) from None
         return self._weights
 
 
@@ -234,9 +277,14 @@ def open_archive(path: str | os.PathLike, limits: Limits | None = None) -> Archi
     limits = limits or Limits()
     path = Path(path)
     head = _read_head(path)
-    if _HDF5_MAGIC in (head[:8], head[512:520]):
+    prepended = not head.startswith((_LOCAL_MAGIC, b"PK\x05\x06")) and _zip_behind(path)
+    # an HDF5 file with a zip behind it is what Keras reads for its name
+    if _HDF5_MAGIC in (head[:8], head[512:520]) and not (
+        prepended and path.suffix.lower() == ".keras"
+    ):
         return _open_h5(path, limits)
-    _recognise_non_zip(path, head)
+    if not prepended:
+        _recognise_non_zip(path, head)
     zf = open_zip(path)
     try:
         entries = read_entries(path, zf, limits)
@@ -274,6 +322,13 @@ def _open_h5(path: Path, limits: Limits) -> Archive:
         )
     if legacy.training_config is not None:
         config = {**config, "compile_config": legacy.training_config}
+    depth = _json_depth(config)  # before json.dumps, which recurses as deep
+    if depth > limits.max_json_depth:
+        raise ArchiveError(
+            f"{path}:model_config",
+            f"nests {depth} levels deep, over the limit of {limits.max_json_depth}",
+            "this is no Keras config; re-save the model, or raise the limit",
+        )
     config_bytes = json.dumps(config).encode("utf-8")
     if len(config_bytes) > limits.max_json_size:
         raise ArchiveError(
@@ -281,7 +336,6 @@ def _open_h5(path: Path, limits: Limits) -> Archive:
             f"is {len(config_bytes)} bytes, over the limit of {limits.max_json_size}",
             "raise the limit if you trust this file",
         )
-    _parse_json(f"{path}:model_config", config_bytes, limits)  # the depth limit
     metadata = {"keras_version": legacy.keras_version, "backend": legacy.backend}
     problems = ()
     if legacy.keras_version is None:
@@ -295,8 +349,23 @@ def open_zip(path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
         raise _bad_zip(path, str(e)) from None
+    except NotImplementedError as e:  # "zip file version 6.4": a version field zipfile refuses
+        raise ArchiveError(
+            str(path),
+            f"needs a zip feature Python's zipfile, and so Keras, cannot read ({e})",
+            "re-zip the model's files with a standard zip tool (zip -r -0 model.keras .)",
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ArchiveError(
+            str(path),
+            f"has an entry name marked UTF-8 (flag bit 11) that is not UTF-8 "
+            f"(byte 0x{e.object[e.start]:02x}): Keras cannot open it",
+            "the archive is damaged; re-save or re-download it",
+        ) from None
     except OSError as e:
         raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
+    except (ValueError, OverflowError, EOFError, struct.error) as e:  # offsets past any file
+        raise _bad_zip(path, f"impossible central directory: {e}") from None
 
 
 def read_entry(path: Path, zf: zipfile.ZipFile, entry: Entry, limit: int | None = None) -> bytes:
@@ -308,13 +377,8 @@ def read_entry(path: Path, zf: zipfile.ZipFile, entry: Entry, limit: int | None 
             f"entry declares {entry.size} bytes, over the limit of {limit}",
             "raise the limit if you trust this file",
         )
-    try:
-        with zf.open(entry.info) as f:
-            data = f.read(entry.size + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise ArchiveError(
-            where, f"entry is damaged ({e})", "re-save or re-download the archive"
-        ) from None
+    with _reading(where), zf.open(entry.info) as f:
+        data = f.read(entry.size + 1)
     if len(data) != entry.size:
         raise ArchiveError(
             where,
@@ -322,6 +386,33 @@ def read_entry(path: Path, zf: zipfile.ZipFile, entry: Entry, limit: int | None 
             "the archive is damaged; re-save or re-download it",
         )
     return data
+
+
+def read_chunks(path: Path, zf: zipfile.ZipFile, entry: Entry, size: int = 1 << 20):
+    """The decompressed bytes of an entry, `size` at a time; zipfile checks its
+    CRC at the end. Damage is an ArchiveError naming the entry."""
+    with _reading(f"{path}:{entry.name}"), zf.open(entry.info) as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+@contextlib.contextmanager
+def _reading(where: str):
+    """What zipfile and its decompressors raise on damaged bytes, as one line."""
+    try:
+        yield
+    except _ZIP_ERRORS as e:
+        raise ArchiveError(
+            where, f"entry is damaged ({_reason(e)})", "re-save or re-download the archive"
+        ) from None
+
+
+def _reason(error: BaseException) -> str:
+    """An exception from a library, in a few words: its message, or its kind."""
+    kind = {zlib.error: "deflate", lzma.LZMAError: "lzma"}.get(type(error))
+    text = str(error) or type(error).__name__
+    text = f"{kind}: {text}" if kind else text
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _read_head(path: Path) -> bytes:
@@ -340,12 +431,53 @@ def _read_head(path: Path) -> bytes:
             )
         raise ArchiveError(str(path), "is a directory", "give the path of a .keras file")
     try:
-        with open(path, "rb") as f:
-            return f.read(512)
+        mode = path.stat().st_mode  # a link to a file is that file
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(path, mode)
+        # a FIFO put in its place since would block an ordinary open()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ArchiveError(str(path), "no such file", "check the path") from None
     except OSError as e:
         raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(path, mode)
+        return os.pread(fd, 512, 0)
+    except OSError as e:
+        raise ArchiveError(str(path), f"cannot be read ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+
+
+def _not_a_file(path: Path, mode: int) -> ArchiveError:
+    """Inputs that are not regular files are refused before they are opened:
+    reading a FIFO blocks, a device never ends."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return ArchiveError(
+        str(path),
+        f"is {kind}, not a regular file (not read)",
+        "give the path of a .keras or .h5 file; save a stream to a file first",
+    )
+
+
+def _zip_behind(path: Path) -> bool:
+    """Whether zipfile finds a zip with entries at the end of a file that does
+    not start with one (data prepended: it shifts every offset, and zipfile,
+    like Keras, reads the zip after it)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.infolist())
+    except Exception:  # no zip here, whatever the damage: _recognise_non_zip says what it is
+        return False
 
 
 def _recognise_non_zip(path: Path, head: bytes) -> None:
@@ -405,7 +537,7 @@ def read_entries(path: Path, zf: zipfile.ZipFile, limits: Limits) -> list[Entry]
     with open(path, "rb") as raw:
         for info in infos:
             where = f"{path}:{info.filename}"
-            _check_name(where, info.filename)
+            _check_name(where, info.orig_filename)
             if info.filename in seen:
                 raise ArchiveError(
                     where,
@@ -419,11 +551,18 @@ def read_entries(path: Path, zf: zipfile.ZipFile, limits: Limits) -> list[Entry]
                     "entry is a symbolic link",
                     "a Keras archive holds regular files only; rebuild it without links",
                 )
-            if info.flag_bits & 0x1:
+            if info.flag_bits & (_ENCRYPTED | _STRONG_ENCRYPTION):
                 raise ArchiveError(
                     where,
                     "entry is encrypted",
                     "Keras cannot read encrypted entries; re-zip without a password",
+                )
+            if info.flag_bits & _PATCHED:
+                raise ArchiveError(
+                    where,
+                    "entry holds compressed patched data (flag bit 5), which zipfile, "
+                    "and so Keras, cannot read",
+                    "re-zip the model's files with a standard zip tool (zip -r -0 model.keras .)",
                 )
             _check_size(where, info, limits)
             total += info.file_size
@@ -433,30 +572,39 @@ def read_entries(path: Path, zf: zipfile.ZipFile, limits: Limits) -> list[Entry]
                     f"entries declare over {limits.max_total_size} bytes in all",
                     "this looks like a zip bomb; raise the limit if you trust it",
                 )
-            data_offset = _data_offset(where, raw, info)
+            data_offset = _local_header(where, raw, info, file_size)
             data_end = data_offset + info.compress_size
-            entry = Entry(
-                name=info.filename,
-                method=info.compress_type,
-                size=info.file_size,
-                compressed_size=info.compress_size,
-                crc32=info.CRC,
-                header_offset=info.header_offset,
-                data_offset=data_offset,
-                end_offset=data_end + _descriptor_size(raw, info, data_end),
-                info=info,
-            )
-            if entry.end_offset > file_size:
+            if data_end > file_size:
                 raise ArchiveError(
                     where,
                     "entry runs past the end of the file",
                     "the archive is truncated; download or copy it again",
                 )
-            entries.append(entry)
+            entries.append(
+                Entry(
+                    name=info.filename,
+                    method=info.compress_type,
+                    size=info.file_size,
+                    compressed_size=info.compress_size,
+                    crc32=info.CRC,
+                    header_offset=info.header_offset,
+                    data_offset=data_offset,
+                    end_offset=data_end + _descriptor_size(where, raw, info, data_end),
+                    info=info,
+                )
+            )
+    _check_overlaps(path, entries, zf.start_dir)
     return entries
 
 
 def _check_name(where: str, name: str) -> None:
+    """`name` as the central directory holds it (zipfile cuts a name at a NUL)."""
+    if "\x00" in name:
+        raise ArchiveError(
+            where,
+            f"entry name {name!r} holds a NUL byte (readers cut the name there)",
+            "never extract this archive; rebuild it with plain names",
+        )
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise ArchiveError(
@@ -503,28 +651,123 @@ def _check_size(where: str, info: zipfile.ZipInfo, limits: Limits) -> None:
             )
 
 
-def _data_offset(where: str, raw: io.BufferedReader, info: zipfile.ZipInfo) -> int:
+def _local_header(where: str, raw: io.BufferedReader, info: zipfile.ZipInfo, file_size: int) -> int:
+    """Where an entry's data starts, from its local header, which must say what
+    the central directory says: the name, the method, the flags that change how
+    the bytes are read, the CRC and the sizes (those of an entry written as a
+    stream are checked in its data descriptor). zipfile reads the central
+    directory, other readers the local headers: where they disagree, they read
+    two different archives, and a raw copy of the entry is unreadable."""
+    if not 0 <= info.header_offset <= file_size - _LOCAL_HEADER.size:
+        raise ArchiveError(
+            where,
+            f"the central directory puts its local header at offset {info.header_offset:,}, "
+            f"outside the file ({file_size:,} bytes)",
+            "the archive is damaged; download or copy it again",
+        )
     raw.seek(info.header_offset)
     header = raw.read(_LOCAL_HEADER.size)
-    if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
+    if header[:4] != _LOCAL_MAGIC:
         raise ArchiveError(
             where,
             f"no local header at offset {info.header_offset}",
             "the archive is damaged; download or copy it again",
         )
-    fields = _LOCAL_HEADER.unpack(header)
-    name_length, extra_length = fields[-2], fields[-1]
+    _, _, flags, method, _, _, crc, compressed, size, name_length, extra_length = (
+        _LOCAL_HEADER.unpack(header)
+    )
+    name, extra = raw.read(name_length), raw.read(extra_length)
+    try:
+        local_name = name.decode("utf-8" if flags & _UTF8 else "cp437")
+    except UnicodeDecodeError:
+        local_name = None
+    differences = []
+    if local_name != info.orig_filename:
+        differences.append(f"name {_short_repr(name)}")
+    if method != info.compress_type:
+        differences.append(f"method {method}")
+    if (flags ^ info.flag_bits) & _READING_FLAGS:
+        differences.append(f"flags 0x{flags:04x} for 0x{info.flag_bits:04x}")
+    if not flags & _DESCRIPTOR:
+        if crc != info.CRC:
+            differences.append(f"CRC {crc:08x} for {info.CRC:08x}")
+        size, compressed = _local_sizes(size, compressed, extra)
+        if (size, compressed) != (info.file_size, info.compress_size):
+            differences.append(
+                f"sizes {compressed}/{size} for {info.compress_size}/{info.file_size}"
+            )
+    if differences:
+        raise ArchiveError(
+            where,
+            "the local header disagrees with the central directory "
+            f"({'; '.join(differences)}): readers would see different archives",
+            "the archive is damaged or crafted; re-save or re-download the model",
+        )
     return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
 
 
-def _descriptor_size(raw: io.BufferedReader, info: zipfile.ZipInfo, data_end: int) -> int:
-    """Size of the data descriptor that follows an entry written as a stream."""
-    if not info.flag_bits & 0x08:
+def _local_sizes(size: int, compressed: int, extra: bytes) -> tuple[int, int | None]:
+    """A local header's (uncompressed, compressed) sizes; fields set to
+    0xFFFFFFFF are in its zip64 extra field, which holds both (APPNOTE 4.5.3).
+    None for a size the extra field does not hold."""
+    if _ZIP64 not in (size, compressed):
+        return size, compressed
+    position = 0
+    while position + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, position)
+        if kind == 0x0001 and length >= 16:
+            return struct.unpack_from("<QQ", extra, position + 4)
+        position += 4 + length
+    return (size if size != _ZIP64 else None), (compressed if compressed != _ZIP64 else None)
+
+
+def _short_repr(name: bytes) -> str:
+    text = repr(name)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _descriptor_size(
+    where: str, raw: io.BufferedReader, info: zipfile.ZipInfo, data_end: int
+) -> int:
+    """Size of the data descriptor that follows an entry written as a stream
+    (flag bit 3), which must hold the central directory's CRC and sizes: with
+    or without its signature, with 4- or 8-byte sizes (zip64)."""
+    if not info.flag_bits & _DESCRIPTOR:
         return 0
     raw.seek(data_end)
-    signed = raw.read(4) == b"PK\x07\x08"
-    zip64 = info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF
-    return (4 if signed else 0) + 4 + (16 if zip64 else 8)
+    found = raw.read(4 + 4 + 16)
+    expected = (info.CRC, info.compress_size, info.file_size)
+    signature = 4 if found.startswith(b"PK\x07\x08") else 0
+    for layout in (struct.Struct("<LLL"), struct.Struct("<LQQ")):
+        body = found[signature : signature + layout.size]
+        if len(body) == layout.size and layout.unpack(body) == expected:
+            return signature + layout.size
+    raise ArchiveError(
+        where,
+        "the data descriptor after the entry disagrees with the central directory "
+        "(CRC or sizes): readers would see different archives",
+        "the archive is damaged or crafted; re-save or re-download the model",
+    )
+
+
+def _check_overlaps(path: Path, entries: list[Entry], directory_start: int) -> None:
+    """Entries follow one another, and the central directory follows them:
+    entries that share bytes are a zip bomb's trick (or damage) that
+    zipfile refuses only when an entry is read."""
+    ordered = sorted(entries, key=lambda entry: entry.header_offset)
+    for entry, following in zip(ordered, [*ordered[1:], None], strict=True):
+        end = following.header_offset if following is not None else directory_start
+        if entry.end_offset > end:
+            other = (
+                f"entry '{following.name}'" if following is not None else "the central directory"
+            )
+            raise ArchiveError(
+                f"{path}:{entry.name}",
+                f"entry overlaps {other} (it ends at offset {entry.end_offset:,}, "
+                f"which starts at {end:,})",
+                "a zip bomb or a damaged archive: never extract it; re-save or re-download "
+                "the model",
+            )
 
 
 def _config_bytes(
@@ -602,6 +845,16 @@ def _parse_json(where: str, data: bytes, limits: Limits) -> Any:
             f"nests deeper than {limits.max_json_depth} levels",
             "this is no Keras config; re-save the model",
         ) from None
+    except ValueError as e:  # an integer beyond Python's int_max_str_digits (4,300)
+        limit = sys.get_int_max_str_digits()
+        digits = re.search(rb"\d{%d,}" % (limit + 1), data) if limit else None
+        line, column = _line_column(data, digits.start()) if digits else (1, 1)
+        what = f"an integer of more than {limit:,} digits" if digits else f"a value ({_reason(e)})"
+        raise ArchiveError(
+            f"{where}:{line}:{column}",
+            f"holds {what}, which Python's json, and so Keras, cannot read",
+            "no Keras model holds such a number; re-save the model",
+        ) from None
     depth = _json_depth(value)
     if depth > limits.max_json_depth:
         raise ArchiveError(
@@ -619,14 +872,16 @@ def _line_column(data: bytes, offset: int) -> tuple[int, int]:
 
 
 def _json_depth(value: Any) -> int:
+    """How deep lists and dicts nest in `value` (a scalar: 0), walked with one
+    iterator per level: memory grows with the depth, not the size."""
     deepest = 0
-    stack = [(value, 1)]
+    stack = [iter((value,))]
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            node = node.values()
-        elif not isinstance(node, list):
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+        for node in stack[-1]:
+            if isinstance(node, (dict, list)):
+                stack.append(iter(node.values() if isinstance(node, dict) else node))
+                deepest = max(deepest, len(stack) - 1)
+                break
+        else:
+            stack.pop()
     return deepest

@@ -17,7 +17,13 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+# Bounds on the work one blob of marshal data may ask for: nesting (each
+# level of code nested in code is two), values read (references included),
+# 15-bit digits of one integer. A real lambda stays far within them; beyond,
+# the code is said to be unreadable (MarshalError), never read in part.
 MAX_DEPTH = 64
+MAX_OBJECTS = 100_000
+MAX_LONG_DIGITS = 1_000
 FLAG_REF = 0x80
 # marshal types that carry no data: NULL, None, False, True, StopIteration, Ellipsis
 SINGLETONS = {"0": None, "N": None, "F": False, "T": True, "S": StopIteration, ".": ...}
@@ -73,16 +79,16 @@ class MarshalError(ValueError):
     """The bytes are not marshal data this reader understands."""
 
 
-@dataclass
+@dataclass(eq=False)  # code shared by reference is one object: never compared or shown whole
 class CodeInfo:
     layout: str
     name: str
-    code: bytes
-    consts: list[Any]
+    code: bytes = field(repr=False)
+    consts: list[Any] = field(repr=False)
     names: list[str]
     first_line: int
     filename: str
-    nested: list[CodeInfo] = field(default_factory=list)
+    nested: list[CodeInfo] = field(default_factory=list, repr=False)
     # co_argcount, co_posonlyargcount, co_kwonlyargcount, co_flags
     argcount: int = 0
     posonlyargcount: int = 0
@@ -193,9 +199,18 @@ def global_reads(code: CodeInfo, python: str) -> list[str]:
 
 
 def _all_code(code: CodeInfo):
-    yield code
-    for nested in code.nested:
-        yield from _all_code(nested)
+    """`code` and the code nested in it, depth first, each once: marshal
+    writes an object used twice once, and a reference to it after, so nested
+    code may be shared (walked as a tree, 28 levels of sharing are 2**28 visits)."""
+    seen: set[int] = set()
+    stack = [code]
+    while stack:
+        info = stack.pop()
+        if id(info) in seen:
+            continue
+        seen.add(id(info))
+        yield info
+        stack.extend(reversed(info.nested))
 
 
 def _instructions(code: bytes, extended_arg: int):
@@ -241,6 +256,7 @@ class _Reader:
         self.layout = layout
         self.refs: list[Any] = []
         self.depth = 0
+        self.objects = 0
 
     def byte(self) -> int:
         value = self.data[self.pos]
@@ -261,8 +277,11 @@ class _Reader:
 
     def read(self) -> Any:
         self.depth += 1
+        self.objects += 1
         if self.depth > MAX_DEPTH:
-            raise MarshalError("nested too deep")
+            raise MarshalError(f"nested more than {MAX_DEPTH} levels deep")
+        if self.objects > MAX_OBJECTS:
+            raise MarshalError(f"more than {MAX_OBJECTS:,} values")
         try:
             return self._read()
         finally:
@@ -287,6 +306,8 @@ class _Reader:
             return self.int32()
         if kind == "l":
             digits = self.int32()
+            if abs(digits) > MAX_LONG_DIGITS:
+                raise MarshalError(f"an integer of {abs(digits):,} digits")
             value = 0
             for i in range(abs(digits)):
                 value |= struct.unpack("<H", self.take(2))[0] << (15 * i)
@@ -315,11 +336,10 @@ class _Reader:
             return [self.read() for _ in range(size)]
         if kind == ")":
             return [self.read() for _ in range(self.byte())]
-        if kind == "{":
-            items = {}
+        if kind == "{":  # (key, value) pairs: a key may be shared structure, never repr'd
+            items = []
             while self.data[self.pos] != ord("0"):
-                key = self.read()
-                items[repr(key)] = self.read()
+                items.append((self.read(), self.read()))
             self.pos += 1
             return items
         if kind == "c":

@@ -109,6 +109,10 @@ def fix(
         _usage("give exactly one of -o OUT, --in-place or --dry-run")
     if output is not None and _same_file(output, path):
         _usage(f"-o {output} is the input itself: use --in-place to replace it")
+    if output is not None:  # a link, a directory, a FIFO, a device: refused before any work
+        from .writer import check_output
+
+        _or_exit(check_output, output)
     options = Options(unsafe_fixes=unsafe_fixes, defines=_defines(define or []), keras=keras)
     _release(keras)
     only_codes, skip_codes = _codes(only), _codes(skip) or frozenset()
@@ -326,6 +330,10 @@ def explain(code: Annotated[str, typer.Argument(help="A code, e.g. KR301.")]) ->
         _usage(f"unknown code {code!r}; `kerasrepair rules` lists them")
     typer.echo(f"{rule.code} {rule.name} (fix: {rule.fix})\n{rule.summary}\n")
     typer.echo(rule.explanation)
+    from .advisories import described
+
+    if described(rule.code):  # the security rules (KR9xx): schemas/advisories.json
+        typer.echo(f"\nAdvisories:\n{described(rule.code)}")
 
 
 @app.command()
@@ -401,10 +409,18 @@ def _error_line(e: Exception) -> None:
     if isinstance(e, WriteError):
         message = f"nothing was written: {e}"
     elif isinstance(e, OSError) and not isinstance(e, ArchiveError):
-        message = f"{e.filename or ''}: {e.strerror or e}"
+        message = f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e)
     else:
         message = str(e)
-    typer.echo(f"kerasrepair: error: {message}", err=True)
+    typer.echo(f"kerasrepair: error: {one_line(message)}", err=True)
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: what comes from a file (an entry's name, a layer's)
+    may hold line breaks and control characters, shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main() -> None:
@@ -414,5 +430,12 @@ def main() -> None:
     gc.disable()
     try:
         app()
+    except Exception as e:  # noqa: BLE001 (the last resort: bad input has its own lines)
+        message = f"{type(e).__name__}: {e}"
+        typer.echo(
+            f"kerasrepair: internal error: {one_line(message)} (please report this with the file)",
+            err=True,
+        )
+        raise SystemExit(EXIT_UNREADABLE) from None
     finally:
         gc.freeze()

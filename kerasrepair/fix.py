@@ -24,6 +24,7 @@ from .archive import Archive
 from .context import DEFAULTS, Context, Options
 from .edit import Edit
 from .findings import ERROR, NOTE, SAFE, UNSAFE, Change, Finding
+from .passes import prepended_data
 
 if TYPE_CHECKING:
     from .weights import WeightsTree  # h5py is imported only when weights are read
@@ -111,7 +112,13 @@ def fix(
         target=ctx.target.keras_version,
         edit=edit,
         config_before=archive.config_bytes.decode("utf-8"),
-        remaining=[finding for finding in check.findings(ctx) if finding.severity != NOTE],
+        # the writer writes the archive from its first entry: nothing is
+        # prepended to what fix writes (KR911 describes the input only)
+        remaining=[
+            finding
+            for finding in check.findings(ctx)
+            if finding.severity != NOTE and finding.code != prepended_data.RULE.code
+        ],
     )
     if edit.weight_ops or edit.weights_plan is not None:
         result.weights_before = archive.weights()

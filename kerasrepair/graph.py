@@ -101,10 +101,12 @@ class ModelGraph:
 
     def models(self):
         """This model and every nested model, depth first."""
-        yield self
-        for layer in self.layers:
-            if layer.submodel is not None:
-                yield from layer.submodel.models()
+        stack = [self]
+        while stack:
+            model = stack.pop()
+            yield model
+            nested = [layer.submodel for layer in model.layers if layer.submodel is not None]
+            stack.extend(reversed(nested))
 
     def functional_models(self):
         """This model and every nested model that is Functional, depth first."""
@@ -112,15 +114,26 @@ class ModelGraph:
 
     def walk(self):
         """Every layer, nested models' layers included, depth first."""
-        for layer in self.layers:
+        stack = list(reversed(self.layers))
+        while stack:
+            layer = stack.pop()
             yield layer
             if layer.submodel is not None:
-                yield from layer.submodel.walk()
+                stack.extend(reversed(layer.submodel.layers))
 
 
 def build(config: dict[str, Any]) -> ModelGraph:
-    """The graph of a serialized model (the whole `config.json`)."""
+    """The graph of a serialized model (the whole `config.json`). Any JSON
+    value may stand anywhere: what is not as Keras writes it is left out
+    (the structure rule, KR201, reports it). Nested models nest as deep as the
+    JSON may (`Limits.max_json_depth`: each level of a nested model is three
+    of JSON), which bounds the recursion of `_model`."""
     return _model(config, pointer="", weights_prefix="")
+
+
+def _text(value: Any) -> str | None:
+    """A string of the config, or None for anything else (a `module` that is a number)."""
+    return value if isinstance(value, str) else None
 
 
 def model_kind(serialized: dict[str, Any]) -> str:
@@ -144,10 +157,10 @@ def _model(serialized: dict[str, Any], pointer: str, weights_prefix: str) -> Mod
     inner = inner if isinstance(inner, dict) else {}
     kind = model_kind(serialized)
     model = ModelGraph(
-        name=inner.get("name") if isinstance(inner.get("name"), str) else None,
+        name=_text(inner.get("name")),
         class_name=str(serialized.get("class_name")),
-        module=serialized.get("module"),
-        registered_name=serialized.get("registered_name"),
+        module=_text(serialized.get("module")),
+        registered_name=_text(serialized.get("registered_name")),
         kind=kind,
         pointer=pointer,
     )
@@ -179,8 +192,8 @@ def _layer(serialized: dict[str, Any], pointer: str) -> Layer:
     layer = Layer(
         name=str(name),
         class_name=str(serialized.get("class_name")),
-        module=serialized.get("module"),
-        registered_name=serialized.get("registered_name"),
+        module=_text(serialized.get("module")),
+        registered_name=_text(serialized.get("registered_name")),
         pointer=pointer,
         config=inner,
     )
@@ -299,7 +312,8 @@ def _keras_histories(value: Any):
         item = stack.pop()
         if isinstance(item, dict):
             if item.get("class_name") == "__keras_tensor__":
-                history = (item.get("config") or {}).get("keras_history")
+                tensor = item.get("config")
+                history = tensor.get("keras_history") if isinstance(tensor, dict) else None
                 if _ref(history):
                     yield history
                 continue
@@ -314,14 +328,15 @@ def _tensor_refs(value: Any) -> list[TensorRef]:
 
 
 def _legacy_histories(value: Any):
-    if _ref(value):
-        yield value
-        return
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            yield from _legacy_histories(item)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if _ref(item):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
 
 
 def _ref(value: Any) -> TensorRef | None:

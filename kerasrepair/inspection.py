@@ -27,6 +27,16 @@ WARNING_KINDS = {
     "KR502": "lambda_layer",
     "KR901": "weights_problem",
     "KR902": "pickled_weights",
+    # security (KR9xx): what `check` reports, `inspect` shows too
+    "KR903": "serialized_code",
+    "KR904": "foreign_module",
+    "KR905": "non_modelling_api",
+    "KR906": "torch_module_pickle",
+    "KR907": "saved_model_path",
+    "KR908": "lookup_file",
+    "KR909": "object_name_path",
+    "KR910": "weights_shape_bomb",
+    "KR911": "prepended_data",
 }
 
 

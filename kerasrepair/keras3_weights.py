@@ -59,7 +59,8 @@ import h5py
 import numpy as np
 
 from . import graph
-from .legacy_h5 import KERAS3_WEIGHTS, LegacyModel, LegacyWeight
+from .errors import ArchiveError
+from .legacy_h5 import H5_ERRORS, KERAS3_WEIGHTS, RESAVE, LegacyModel, LegacyWeight
 
 # -- the plan
 
@@ -962,7 +963,7 @@ def plan_from_keras2_archive(config: dict, tree: Any, optimizer: dict | None) ->
     for node in nodes:
         prefix = f"{node.group}/vars/" if node.group else "vars/"
         present = sorted(
-            (p for p in renamed if p.startswith(prefix) and p[len(prefix) :].isdigit()),
+            (p for p in renamed if p.startswith(prefix) and p[len(prefix) :].isdecimal()),
             key=lambda p: int(p[len(prefix) :]),
         )
         if node.known:
@@ -1048,8 +1049,13 @@ def _tf213_groups(model: graph.ModelGraph, node: _Node, tf_prefix: str) -> dict[
     return mapping
 
 
+def _index_key(name: str) -> tuple[int, int, str]:
+    """Names `0`, `1`, ... in numeric order, anything else after them."""
+    return (0, int(name), "") if name.isdecimal() and len(name) < 20 else (1, 0, name)
+
+
 def graph_natural_key(path: str) -> list:
-    return [int(p) if p.isdigit() else p for p in path.replace("/", " / ").split()]
+    return [_index_key(p) for p in path.replace("/", " / ").split()]
 
 
 def _optimizer_from_archive(
@@ -1068,7 +1074,7 @@ def _optimizer_from_archive(
     at `optimizer/vars` and `optimizer/inner_optimizer/vars`."""
     state = sorted(
         (v for v in tree.optimizer_variables if v.path.startswith("optimizer/vars/")),
-        key=lambda v: int(v.path.rsplit("/", 1)[-1]),
+        key=lambda v: _index_key(v.path.removeprefix("optimizer/vars/")),
     )
     if not state:
         return [], []
@@ -1190,18 +1196,22 @@ def write(source: BinaryIO, plan: Plan, target: BinaryIO | str | os.PathLike) ->
             write(source, plan, handle)
         return
     names = dict(plan.names)
+    where = source.name if isinstance(getattr(source, "name", None), str) else "the weights"
     raw = io.BufferedReader(source, 2**16)  # HDF5 reads metadata in small pieces
     try:
-        _write(raw, plan, names, target)
+        _write(raw, plan, names, target, where)
     finally:
         raw.detach()  # the caller's file stays open
 
 
-def _write(raw: io.BufferedReader, plan: Plan, names: dict[str, str], target: BinaryIO) -> None:
-    with (
-        h5py.File(raw, "r") as src,
-        h5py.File(target, "w", track_order=False) as dst,
-    ):
+def _write(
+    raw: io.BufferedReader, plan: Plan, names: dict[str, str], target: BinaryIO, where: str
+) -> None:
+    try:
+        src = h5py.File(raw, "r")
+    except H5_ERRORS as e:
+        raise ArchiveError(where, f"is not a readable HDF5 file ({e})", RESAVE) from None
+    with src, h5py.File(target, "w", track_order=False) as dst:
         group_plist = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
         group_plist.set_obj_track_times(False)
         for path in plan.groups:
@@ -1213,10 +1223,17 @@ def _write(raw: io.BufferedReader, plan: Plan, names: dict[str, str], target: Bi
                 data = np.asarray(value.value, dtype=value.dtype)
                 dst.create_dataset(path, data=data, track_times=False)
                 continue
-            _copy(src[value.path], dst, path)
+            try:
+                _copy(src[value.path], dst, path)
+            except H5_ERRORS as e:  # damaged data: the metadata read well, the values do not
+                raise ArchiveError(
+                    f"{where}:{value.path}", f"cannot be read ({e})", f"it is damaged; {RESAVE}"
+                ) from None
 
 
 def _copy(source: h5py.Dataset, dst: h5py.File, path: str) -> None:
+    if source.shape is None:
+        raise ValueError("it holds no value (an empty dataspace)")
     target = dst.create_dataset(path, shape=source.shape, dtype=source.dtype, track_times=False)
     if source.shape == ():
         target[()] = source[()]

@@ -69,8 +69,15 @@ def _value(name, text):
     return ("const", value)
 
 
-def patch(code, values):
-    consts = [patch(c, values) if isinstance(c, types.CodeType) else c for c in code.co_consts]
+def patch(code, values, patched=None):
+    """`code` with each read of a name in `values` replaced; code shared by
+    several parents (marshal references) is patched once (`patched`: by id)."""
+    patched = {} if patched is None else patched
+    if id(code) in patched:
+        return patched[id(code)]
+    consts = [
+        patch(c, values, patched) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    ]
     names = list(code.co_names)
     units = bytearray(code.co_code)
     extra_stack = 0
@@ -113,12 +120,13 @@ def patch(code, values):
             raise PatchError(f"no room to replace {name} in {code.co_name}")
         nop = bytes([opcode.opmap["NOP"], 0])
         units[start:end] = encoded + nop * ((end - start - len(encoded)) // 2)
-    return code.replace(
+    patched[id(code)] = code.replace(
         co_code=bytes(units),
         co_consts=tuple(consts),
         co_names=tuple(names),
         co_stacksize=code.co_stacksize + extra_stack,
     )
+    return patched[id(code)]
 
 
 def _caches(op):

@@ -46,6 +46,7 @@ import numpy as np
 from h5py import h5d, h5l
 
 from .errors import ArchiveError
+from .weights import BOMB_FLOOR, BOMB_RATIO
 
 MODEL = "model"
 WEIGHTS = "weights"
@@ -65,6 +66,9 @@ MAX_DATASET_BYTES = 2**40
 KERAS3_ROOTS = ("layers", "vars", "optimizer", "_layer_checkpoint_dependencies")
 
 RESAVE = "re-save the model with tf.keras (model.save('model.h5'))"
+# What h5py (and numpy under it) raise on a damaged file: HDF5's errors are
+# OSError, RuntimeError, KeyError or ValueError, whichever call meets them
+H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -105,14 +109,17 @@ def read_legacy(file: BinaryIO, where: str) -> LegacyModel:
     with io.BufferedReader(file, 4096) as raw:  # see weights.read_h5
         try:
             h5 = h5py.File(raw, "r")
-        except OSError as e:
+        except H5_ERRORS as e:
             raise ArchiveError(
                 where,
                 f"is not a readable HDF5 file ({e})",
                 "pass a Keras .h5 file saved by model.save() or model.save_weights()",
             ) from None
         with h5:
-            return _read(h5, where, size)
+            try:
+                return _read(h5, where, size)
+            except H5_ERRORS as e:
+                raise ArchiveError(where, f"is a damaged HDF5 file ({e})", RESAVE) from None
 
 
 def read_legacy_file(path: str | os.PathLike) -> LegacyModel:
@@ -280,6 +287,10 @@ def _json_attribute(h5: h5py.File, name: str, where: str, required: bool) -> dic
         raise ArchiveError(
             f"{where}:/", f"attribute '{name}' is not valid JSON ({e})", RESAVE
         ) from None
+    except RecursionError:
+        raise ArchiveError(
+            f"{where}:/", f"attribute '{name}' nests too deep to be a Keras config", RESAVE
+        ) from None
     if value is None and not required:
         return None
     if not isinstance(value, dict):
@@ -383,12 +394,24 @@ def _weight(
             f"stores its data in external files ({files}; not read)",
             RESAVE,
         )
+    if dataset_id.shape is None:
+        raise ArchiveError(
+            f"{where}:{path}", "holds no value (an empty dataspace), not a weight", RESAVE
+        )
     dtype = dataset_id.dtype
     if dtype.kind not in "biufc" or dtype.subdtype is not None:
         raise ArchiveError(f"{where}:{path}", f"has type {dtype}, not a numeric weight", RESAVE)
     shape = tuple(int(n) for n in dataset_id.shape or ())
     nbytes = math.prod(shape) * dtype.itemsize
     filtered = plist.get_nfilters() > 0
+    if nbytes > BOMB_FLOOR and nbytes > BOMB_RATIO * dataset_id.get_storage_size():
+        raise ArchiveError(
+            f"{where}:{path}",
+            f"declares {nbytes} bytes of data (shape {shape}) but stores "
+            f"{dataset_id.get_storage_size()}: a shape bomb, which loading would allocate "
+            "(KR910; not read)",
+            RESAVE,
+        )
     if nbytes > MAX_DATASET_BYTES or (size is not None and not filtered and nbytes > size):
         raise ArchiveError(
             f"{where}:{path}",

@@ -13,12 +13,13 @@ class, KR206 custom object, KR208 unknown activation): the rule modules under
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from . import pointer, schema
-from .archive import CONFIG
+from .archive import CONFIG, Limits
 from .findings import ERROR, NOTE, SAFE, Change, Finding
 from .graph import OPERATIONS, SUBCLASSED, is_builtin, model_kind
 
@@ -74,9 +75,22 @@ class Subject:
 
 def structure_findings(config: Any) -> list[Finding]:
     """config.json against the structural schema (the model, its layers and nodes)."""
-    return [
-        _structure_finding(error, ()) for error in schema.config_validator().iter_errors(config)
-    ]
+    return [_structure_finding(error, ()) for error in _validate(schema.config_validator(), config)]
+
+
+# jsonschema descends recursively, about 7 Python frames per level of JSON (60
+# nested Sequential models, 190 levels, need 1,500 frames in all), and a config
+# may nest Limits.max_json_depth levels: validation has room for twice that
+VALIDATION_FRAMES = 1_000 + 14 * Limits().max_json_depth
+
+
+def _validate(validator, instance: Any) -> list:
+    """Every error of `instance`, with the room the recursion needs. The limit
+    is raised once and never lowered (lowering it under another thread's
+    validation would break that one)."""
+    if sys.getrecursionlimit() < VALIDATION_FRAMES:
+        sys.setrecursionlimit(VALIDATION_FRAMES)
+    return list(validator.iter_errors(instance))
 
 
 def fixable(saved_default: dict, value) -> bool:
@@ -117,8 +131,8 @@ class ObjectChecker:
                 continue
             if self.validate:
                 found += self._structure(path, obj, "serialized_object")
-            if not isinstance(class_name, str):
-                continue  # reported just now
+            if not isinstance(class_name, str) or not isinstance(obj.get("module", ""), str | None):
+                continue  # reported just now (a class or module that is no string)
             subject = self._subject(obj, owner)
             if class_name.startswith("__") and class_name.endswith("__"):
                 if self.validate:
@@ -320,16 +334,16 @@ class ObjectChecker:
             if key in _VALID:
                 return []
             if key not in self._memo:
-                self._memo[key] = list(schema.validator(ref).iter_errors(instance))
+                self._memo[key] = _validate(schema.validator(ref), instance)
             return _valid_if(key, self._memo[key])
         if not schema.signature_decides(ref):
-            return list(schema.validator(ref).iter_errors(instance))
+            return _validate(schema.validator(ref), instance)
         # e.g. the keras tensors: alike in signature to a valid one, valid; an
         # invalid one is validated on its own, so its errors name its values
         key = (ref, "valid", signature(instance))
         if key in _VALID:
             return []
-        return _valid_if(key, list(schema.validator(ref).iter_errors(instance)))
+        return _valid_if(key, _validate(schema.validator(ref), instance))
 
 
 # (ref, what the schema sees of an instance) found valid, by any checker of
@@ -360,6 +374,8 @@ def older_initializer_name(module: Any, class_name: Any, release) -> tuple[str, 
     """For an initializer under its short name that `release` does not resolve
     inside a layer: the name it reads, and the first release that reads the
     short one (`INITIALIZERS_RENAMED`); None otherwise."""
+    if not isinstance(module, str) or not isinstance(class_name, str):
+        return None
     renamed = INITIALIZERS_RENAMED.get((module, class_name))
     if renamed is None or schema.minor_key(release.name) >= renamed[1]:
         return None
@@ -370,25 +386,33 @@ def serialized_objects(config: Any) -> Iterator[tuple[tuple, dict, tuple[str, st
     """Every dict Keras would deserialize as an object (it has `class_name` and
     `config`), in document order: its path, itself, and the innermost layer
     (class, name) it belongs to. The values of special objects (a numpy array
-    can be large) are not walked."""
-    stack: list[tuple[Any, tuple, Any]] = [(config, (), None)]
+    can be large) are not walked. The walk keeps one iterator per level it is
+    in, so its memory grows with the config's depth, not with how many lists
+    and dicts a level holds (a million-element list costs nothing here)."""
+    # per level: the container's (key, value) pairs still to visit, its path, its owner
+    stack: list[tuple[Iterator, tuple | None, Any]] = [(iter([(None, config)]), None, None)]
     while stack:
-        value, path, owner = stack.pop()
-        if isinstance(value, dict):
-            if "class_name" in value and "config" in value:
-                yield path, value, owner
-                class_name = value["class_name"]
-                if isinstance(class_name, str) and class_name in SPECIAL_OBJECTS:
-                    continue
-                arguments = value["config"]
-                name = arguments.get("name") if isinstance(arguments, dict) else None
-                if isinstance(name, str) and isinstance(class_name, str):
-                    owner = (class_name, name)
-            items = [(k, v) for k, v in value.items() if isinstance(v, (dict, list))]
-            stack.extend((v, (*path, k), owner) for k, v in reversed(items))
-        elif isinstance(value, list):
-            items = [(i, v) for i, v in enumerate(value) if isinstance(v, (dict, list))]
-            stack.extend((v, (*path, i), owner) for i, v in reversed(items))
+        items, path, owner = stack[-1]
+        for key, value in items:  # noqa: B007 (the pair the loop stops at)
+            if isinstance(value, (dict, list)):
+                break
+        else:
+            stack.pop()
+            continue
+        value_path = () if path is None else (*path, key)
+        if isinstance(value, list):
+            stack.append((enumerate(value), value_path, owner))
+            continue
+        if "class_name" in value and "config" in value:
+            yield value_path, value, owner
+            class_name = value["class_name"]
+            if isinstance(class_name, str) and class_name in SPECIAL_OBJECTS:
+                continue
+            arguments = value["config"]
+            name = arguments.get("name") if isinstance(arguments, dict) else None
+            if isinstance(name, str) and isinstance(class_name, str):
+                owner = (class_name, name)
+        stack.append((iter(value.items()), value_path, owner))
 
 
 # ------------------------------------------------------------------ memo keys

@@ -16,6 +16,7 @@ from .passes import (
     custom_function_name,
     custom_object,
     dtype_policy_object,
+    foreign_module,
     initializer_name,
     internal_module,
     keras2_axis_list,
@@ -31,6 +32,7 @@ from .passes import (
     lambda_layer,
     lambda_missing_global,
     layer_described_twice,
+    lookup_file,
     lost_node_indices,
     metadata_structure,
     missing_argument,
@@ -39,18 +41,25 @@ from .passes import (
     nested_container_weights,
     nested_model_output,
     no_schema_for_release,
+    non_modelling_api,
     numpy_layer_argument,
+    object_name_path,
     operation_name,
     pickled_weights,
+    prepended_data,
+    saved_model_path,
     sequential_nested_output,
+    serialized_code,
     shared_layer_call_order,
     single_input_output,
+    torch_module_pickle,
     unbuildable_subclassed_model,
     unclaimed_weights,
     unknown_activation,
     unknown_argument,
     unknown_class,
     weights_reference,
+    weights_shape_bomb,
 )
 
 MODULES: tuple[ModuleType, ...] = (
@@ -95,6 +104,16 @@ MODULES: tuple[ModuleType, ...] = (
     unknown_argument,
     weights_reference,
     pickled_weights,
+    weights_shape_bomb,
+    prepended_data,
+    # security, read from config.json (KR903-KR909)
+    serialized_code,
+    foreign_module,
+    non_modelling_api,
+    torch_module_pickle,
+    saved_model_path,
+    lookup_file,
+    object_name_path,
 )
 
 # the Keras 2 -> Keras 3 conversion (KR7xx): `check` reads a Keras 2 archive as

@@ -218,7 +218,7 @@ def minor_of(version: str) -> str:
 
 def minor_key(version: str) -> tuple[int, int]:
     """(3, 4) for "3.4" or "3.4.1"; raises ValueError for anything else."""
-    match = _MINOR.match(version.strip())
+    match = _MINOR.match(version.strip()) if isinstance(version, str) else None
     if not match:
         raise ValueError(f"not a Keras version: {version!r}")
     return int(match[1]), int(match[2])
@@ -247,6 +247,8 @@ class ReleaseSchema:
         name `module.class_name`, else the class defined in `module`. Without
         a module (a Keras 2 style entry), the one built-in class of that name.
         """
+        if not isinstance(class_name, str) or not isinstance(module, (str, type(None))):
+            return None  # any JSON value may stand in a config: none names a class
         names = self.document["names"]
         if module:
             return names.get(f"{module}.{class_name}")
@@ -254,7 +256,7 @@ class ReleaseSchema:
 
     def has_function(self, name: str) -> bool:
         """Whether the release exports the function `name` ("keras.activations.celu")."""
-        return name in self._functions
+        return isinstance(name, str) and name in self._functions
 
     def ref(self, key: str) -> str:
         """The `$ref` of a class's argument schema (`<$id>#/$defs/<key>`)."""

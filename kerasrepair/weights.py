@@ -4,7 +4,8 @@
 hands one over the entry's bytes in place: Keras stores it uncompressed), so
 listing a 1000-variable model reads only HDF5 metadata. Links that lead
 elsewhere (soft and external links, external storage, virtual datasets) are
-reported, never followed.
+reported, never followed (KR901), and so are datasets that declare far more
+data than they store (shape bombs, KR910): neither is read.
 
 `model.weights.npz` holds pickled object arrays (Keras saves a dict per
 layer); pickles are never loaded, so only its keys are listed.
@@ -17,6 +18,7 @@ import io
 import math
 import os
 import re
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -44,10 +46,26 @@ class Variable:
         return math.prod(self.shape)
 
 
+# A dataset that declares more than BOMB_FLOOR bytes must store at least
+# 1/BOMB_RATIO of it, or be a shape bomb (KR910). Below the floor a lie costs
+# at most 64 MiB, and the storage size is not even asked: no cost on the
+# thousands of small weights of a big model. Deflate, HDF5's one built-in
+# compressor, cannot pass ~1032:1 (an all-zero float32 dataset gzip'd in one
+# chunk: 1029x), so a real weight, even all zeros, stays within 2000x; beyond
+# it, chunks were never written, and reading allocates what is declared
+# (CVE-2026-0897). Keras 3.15 refuses beyond 4 GiB and 1000x; this is stricter
+# and never fires on weights Keras wrote (contiguous, uncompressed: 1x).
+BOMB_FLOOR = 64 << 20
+BOMB_RATIO = 2000
+
+
 @dataclass(frozen=True)
 class WeightsProblem:
     path: str
     what: str
+    # the rule that reports it: KR901 (a link or storage outside the file, or
+    # unreadable), KR910 (declares far more data than it stores)
+    code: str = "KR901"
 
 
 @dataclass
@@ -198,6 +216,8 @@ def planned_tree(plan, source: WeightsTree) -> WeightsTree:
 def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:
     """The tree of the HDF5 weights in `file` (seekable); `where` names it in errors."""
     tree = WeightsTree(format="h5", entry=entry)
+    size = file.seek(0, io.SEEK_END)
+    file.seek(0)
     # HDF5 reads its metadata in many small pieces: a page-sized read-ahead
     # saves round trips through Python without pulling in weight data.
     with io.BufferedReader(file, 4096) as raw:
@@ -210,7 +230,7 @@ def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:
                 "the weights are damaged; re-save the model",
             ) from None
         with h5:
-            _read_tree(h5, tree)
+            _read_tree(h5, tree, size)
     return tree
 
 
@@ -218,7 +238,7 @@ def read_h5_file(path: str | os.PathLike, entry: str) -> WeightsTree:
     """The tree of an HDF5 weights file on disk, e.g. an edited scratch copy."""
     tree = WeightsTree(format="h5", entry=entry)
     with h5py.File(path, "r") as h5:
-        _read_tree(h5, tree)
+        _read_tree(h5, tree, os.path.getsize(path))
     return tree
 
 
@@ -226,55 +246,77 @@ def _under(path: str, group: str) -> bool:
     return path == group or path.startswith(group + "/")
 
 
-def _read_tree(h5: h5py.File, tree: WeightsTree) -> None:
-    _walk(h5, tree)
+def _read_tree(h5: h5py.File, tree: WeightsTree, file_size: int) -> None:
+    _walk(h5, tree, file_size)
     _read_iterations(h5, tree)
     tree.variables.sort(key=lambda v: _natural_key(v.path))
 
 
-def _walk(h5: h5py.File, tree: WeightsTree) -> None:
+def _walk(h5: h5py.File, tree: WeightsTree, file_size: int) -> None:
     """Record every dataset and `vars` group; report links that lead elsewhere.
 
     HDF5's own visitors, through h5py's low-level API (twice as fast as
     building h5py's Group and Dataset objects): the object visitor (H5Ovisit)
     reaches objects through hard links only, each once, cycles included; the
-    link visitor (H5Lvisit) lists links without following soft or external ones.
+    link visitor (H5Lvisit) lists every link reached that way, at any depth,
+    without following soft or external ones. So a soft or external link is
+    reported wherever it stands (the root, a layer's group, `vars`, a
+    variable), and what it names is never opened: not even whether it exists.
     """
     file_id = h5.id
 
     def on_object(name: bytes, info) -> None:
         path = name.decode("utf-8", "replace")
         if info.type == h5o.TYPE_DATASET:
-            _add_dataset(h5d.open(file_id, name), path, tree)
+            _add_dataset(h5d.open(file_id, name), path, tree, file_size)
         elif info.type == h5o.TYPE_GROUP and path.rsplit("/", 1)[-1] == "vars":
             tree.var_groups[path] = _name_attribute(file_id, name) if info.num_attrs else None
 
     def on_link(name: bytes, info) -> None:
-        if info.type == h5l.TYPE_HARD:
-            return
-        path = name.decode("utf-8", "replace")
-        link = h5.get(path, getlink=True)  # describes the link, does not follow it
-        if isinstance(link, h5py.SoftLink):
-            what = f"soft link to '{link.path}' (not followed)"
-        elif isinstance(link, h5py.ExternalLink):
-            what = f"external link to '{link.filename}:{link.path}' (not followed)"
-        else:
-            what = "user-defined link (not followed)"
-        tree.problems.append(WeightsProblem(path, what))
+        if info.type != h5l.TYPE_HARD:
+            path = name.decode("utf-8", "replace")
+            tree.problems.append(WeightsProblem(path, _link_text(file_id, name, info.type)))
 
     h5o.visit(file_id, on_object, info=True)
     file_id.links.visit(on_link, info=True)  # cheap once the objects are cached
 
 
-def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree) -> None:
+def _link_text(file_id: h5py.h5f.FileID, name: bytes, kind: int) -> str:
+    """What a soft, external or user-defined link names, read from the link
+    itself (H5Lget_val): the link is not traversed."""
+    if kind == h5l.TYPE_SOFT:
+        return f"soft link to '{_text(file_id.links.get_val(name))}' (not followed)"
+    if kind == h5l.TYPE_EXTERNAL:
+        filename, path = file_id.links.get_val(name)
+        return f"external link to '{_text(filename)}:{_text(path)}' (not followed)"
+    return f"user-defined link of type {kind} (not followed)"
+
+
+def _text(value: bytes | str, limit: int = 200) -> str:
+    """A name from the file, for a message: decoded, and cut if absurdly long."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree, file_size: int) -> None:
+    """A variable, or a problem: storage outside the file, or a shape bomb.
+    Only the dataset's header is read; its storage size is asked (H5Dget_storage_size,
+    no data read) only when it declares more than BOMB_FLOOR bytes."""
     plist = dataset.get_create_plist()
     if plist.get_layout() == h5d.VIRTUAL:
-        tree.problems.append(WeightsProblem(path, "virtual dataset (not read)"))
+        sources = sorted(
+            {
+                f"'{_text(plist.get_virtual_filename(i))}:{_text(plist.get_virtual_dsetname(i))}'"
+                for i in range(plist.get_virtual_count())
+            }
+        )
+        tree.problems.append(
+            WeightsProblem(path, f"virtual dataset mapping {', '.join(sources)} (not read)")
+        )
         return
     if plist.get_external_count():
         files = ", ".join(
-            plist.get_external(i)[0].decode("utf-8", "replace")
-            for i in range(plist.get_external_count())
+            _text(plist.get_external(i)[0]) for i in range(plist.get_external_count())
         )
         tree.problems.append(
             WeightsProblem(path, f"data stored in external files: {files} (not read)")
@@ -282,9 +324,38 @@ def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree) -> None:
         return
     shape = tuple(int(n) for n in dataset.shape or ())
     dtype = dataset.dtype
-    tree.variables.append(
-        Variable(path=path, shape=shape, dtype=str(dtype), nbytes=math.prod(shape) * dtype.itemsize)
-    )
+    declared = math.prod(shape) * dtype.itemsize
+    bomb = declared > BOMB_FLOOR and _shape_bomb(dataset, shape, declared, file_size)
+    if bomb:
+        tree.problems.append(WeightsProblem(path, bomb, code="KR910"))
+    else:
+        tree.variables.append(Variable(path=path, shape=shape, dtype=str(dtype), nbytes=declared))
+
+
+def _shape_bomb(
+    dataset: h5d.DatasetID, shape: tuple[int, ...], declared: int, file_size: int
+) -> str | None:
+    """What is wrong with a dataset that declares `declared` bytes (over
+    BOMB_FLOOR) when it stores far less: beyond what any compression gives,
+    or raw data that cannot fit in its file. None when it is a weight."""
+    stored = dataset.get_storage_size()  # the chunks' sizes on disk: no data is read
+    unfiltered = dataset.get_create_plist().get_nfilters() == 0
+    if declared > BOMB_RATIO * stored or (unfiltered and declared > file_size):
+        return (
+            f"declares {shape} {dataset.dtype} ({_bytes_text(declared)}) but stores "
+            f"{_bytes_text(stored)} in a file of {_bytes_text(file_size)} (not read)"
+        )
+    return None
+
+
+def _bytes_text(count: int) -> str:
+    """`4.0 TiB`, `24.5 KiB`, `17 bytes`."""
+    size, unit = float(count), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{count} bytes" if unit == "bytes" else f"{size:,.1f} {unit}"
 
 
 def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
@@ -307,7 +378,10 @@ def _read_iterations(h5: h5py.File, tree: WeightsTree) -> None:
     """The optimizer's step count: its first variable, one scalar read."""
     first = next((v for v in tree.variables if v.path == "optimizer/vars/0"), None)
     if first and first.shape == () and np.dtype(first.dtype).kind in "iu":
-        tree.optimizer_iterations = int(h5[first.path][()])
+        try:
+            tree.optimizer_iterations = int(h5[first.path][()])
+        except (TypeError, ValueError, OSError):  # no value (an empty dataspace), unreadable
+            tree.optimizer_iterations = None
 
 
 def read_npz(file: BinaryIO, entry: str, where: str) -> WeightsTree:
@@ -340,15 +414,30 @@ def _add_npy_header(npz: zipfile.ZipFile, info: zipfile.ZipInfo, tree: WeightsTr
                 (2, 0): np.lib.format.read_array_header_2_0,
             }[version]
             shape, _, dtype = read_header(member)
-        except (ValueError, KeyError):
+        # numpy parses the header as a Python literal: damage is any of these
+        except (ValueError, KeyError, TypeError, SyntaxError, tokenize.TokenError, RecursionError):
             tree.problems.append(WeightsProblem(key, "not a readable .npy header"))
             return
     if dtype.hasobject:
         tree.pickled.append(key)
         return
-    tree.variables.append(
-        Variable(key, tuple(shape), str(dtype), math.prod(shape) * dtype.itemsize)
-    )
+    shape = tuple(shape)
+    declared = math.prod(shape) * dtype.itemsize
+    # numpy allocates what the header declares before it reads the data (the
+    # .npz form of a shape bomb); a member holds it raw, or deflated (<= ~1032:1)
+    if declared > BOMB_FLOOR and (
+        declared > info.file_size or declared > BOMB_RATIO * info.compress_size
+    ):
+        tree.problems.append(
+            WeightsProblem(
+                key,
+                f"declares {shape} {dtype} ({_bytes_text(declared)}) but its .npy member "
+                f"holds {_bytes_text(info.file_size)} (not read)",
+                code="KR910",
+            )
+        )
+        return
+    tree.variables.append(Variable(key, shape, str(dtype), declared))
 
 
 def _natural_key(path: str) -> list:

@@ -10,23 +10,33 @@ every CRC, read in bounded chunks on two threads), and only then renamed over
 the target: a failure leaves nothing at the target path. When the rename
 replaces a file, the data is forced to disk (fsync) first. The same input and
 replacements always give the same bytes.
+
+Nothing is lost: an output path that is the input itself (by inode), a
+symbolic link or not a regular file is refused before anything is written
+(`check_output`). Every temporary file (`.NAME.TOKEN.partial`), `--in-place`
+backup and weights scratch directory is held under an exclusive `flock` while
+its run lives: one that nobody holds is a killed run's, and the next write
+beside it removes it (`remove_leftovers`). Temporary names stay within the
+file system's name limit (a long target name is shortened, with a digest).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import glob
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 import struct
 import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,11 +49,17 @@ from .archive import (
     Limits,
     open_zip,
     parse_config,
+    read_chunks,
     read_entries,
     read_entry,
 )
 from .edit import Edit
 from .errors import ArchiveError, RepairError, WriteError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, a leftover is a killed run's after STALE_AFTER
+    fcntl = None
 
 # Entries the writer adds (not replacing one) get this fixed date, for
 # byte-identical output.
@@ -53,8 +69,11 @@ _ZIP64_EXTRA = 0x0001
 
 _CHUNK = 4 << 20  # bytes read at a time when checking CRCs: memory stays bounded
 _SPLIT = 16 << 20  # a stored entry this big is checked by two threads
-STALE_AFTER = 600  # seconds after which a temporary of the target is a killed run's
+STALE_AFTER = 600  # without file locks: seconds after which a leftover is a killed run's
 BACKUP_SUFFIX = ".kerasrepair-backup"
+PARTIAL_SUFFIX = ".partial"
+WEIGHTS_SCRATCH_PREFIX = ".kerasrepair-weights-"
+_PARTIAL = re.compile(r"\.(.*)\.[0-9a-f]{8}\.partial", re.DOTALL)  # .NAME.TOKEN.partial
 
 
 def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
@@ -65,9 +84,14 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
     when it holds group operations, applied to a scratch copy beside the target
     and checked against the weights tree `fix` predicted. For `--in-place`, a
     hard-linked backup `PATH.kerasrepair-backup` stays until the new archive
-    is written, checked and renamed into place.
+    is written, checked and renamed into place; a symbolic link `target` is
+    kept and the file it names repaired.
     """
     target = Path(target)
+    in_place = _same_file(target, archive.path)
+    if in_place:  # through a symbolic link: the file it names, beside which the backup goes
+        target = Path(os.path.realpath(target))
+    check_output(target)
     if archive.format == "h5" and target.suffix.lower() in H5_SUFFIXES:
         return _write_h5_model(archive, edit, target)
     replacements: dict[str, bytes | os.PathLike] = {}
@@ -75,8 +99,6 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
         replacements[CONFIG] = edit.config_json().encode()
     if edit.metadata is not None:
         replacements[METADATA] = json.dumps(edit.metadata).encode()
-    in_place = target.exists() and os.path.samefile(target, archive.path)
-    backup = archive.path.with_name(archive.path.name + BACKUP_SUFFIX)
     with contextlib.ExitStack() as scratch:
         if archive.format == "h5" and edit.weights_plan is None:
             raise RepairError(
@@ -84,60 +106,49 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
                 "the HDF5 model's weights cannot be re-laid for Keras 3 (see KR708); "
                 "nothing was written",
             )
+        if edit.weights_plan is not None or edit.weight_ops:
+            directory = scratch.enter_context(_weights_scratch(target.parent))
         if edit.weights_plan is not None:
-            replacements[WEIGHTS_H5] = scratch.enter_context(
-                _relaid_weights(archive, edit, target.parent)
-            )
+            replacements[WEIGHTS_H5] = _relaid_weights(archive, edit, directory)
         elif edit.weight_ops:
             from .weights import read_h5_file
             from .weights_edit import edited_weights
 
-            weights = scratch.enter_context(edited_weights(archive, edit.weight_ops, target.parent))
+            weights = scratch.enter_context(edited_weights(archive, edit.weight_ops, directory))
             expected = archive.weights().edited(edit.weight_ops).listing()
             if read_h5_file(weights, WEIGHTS_H5).listing() != expected:
                 raise WriteError("the edited weights are not the tree the fix predicted")
             replacements[WEIGHTS_H5] = weights
-        if in_place:
-            backup.unlink(missing_ok=True)
-            os.link(archive.path, backup)
-        try:
-            write_archive(archive, target, replacements)
-        finally:
-            if in_place:  # written and checked, or not written at all
-                backup.unlink(missing_ok=True)
+        if in_place and replacements:  # written and checked, or not at all: then it goes
+            scratch.enter_context(_backup(target))
+        write_archive(archive, target, replacements)
     return target
 
 
 H5_SUFFIXES = (".h5", ".hdf5", ".keras2")
 
 
-@contextlib.contextmanager
-def _relaid_weights(archive: Archive, edit: Edit, directory: Path):
+def _relaid_weights(archive: Archive, edit: Edit, directory: Path) -> Path:
     """model.weights.h5 in Keras 3's layout (`edit.weights_plan`), then the
-    group operations: a scratch file beside the target, removed after."""
+    group operations: a file in the scratch `directory`."""
     from . import keras3_weights
     from .runner import weights_after
     from .weights import read_h5_file
     from .weights_edit import apply_ops
 
-    fd, name = tempfile.mkstemp(prefix=".kerasrepair-weights-", suffix=".h5", dir=directory)
-    os.close(fd)
-    scratch = Path(name)
-    try:
-        if archive.format == "h5":
-            source = open(archive.path, "rb")  # noqa: SIM115 (closed below)
-        else:
-            source = archive.open_seekable(archive.weights_entry)
-        with source:
-            keras3_weights.write(source, edit.weights_plan, str(scratch))
-        if edit.weight_ops:
-            apply_ops(scratch, edit.weight_ops)
-        expected = weights_after(archive, edit).listing()
-        if read_h5_file(scratch, WEIGHTS_H5).listing() != expected:
-            raise WriteError("the re-laid weights are not the tree the fix predicted")
-        yield scratch
-    finally:
-        scratch.unlink(missing_ok=True)
+    scratch = directory / WEIGHTS_H5
+    if archive.format == "h5":
+        source = open(archive.path, "rb")  # noqa: SIM115 (closed below)
+    else:
+        source = archive.open_seekable(archive.weights_entry)
+    with source:
+        keras3_weights.write(source, edit.weights_plan, str(scratch))
+    if edit.weight_ops:
+        apply_ops(scratch, edit.weight_ops)
+    expected = weights_after(archive, edit).listing()
+    if read_h5_file(scratch, WEIGHTS_H5).listing() != expected:
+        raise WriteError("the re-laid weights are not the tree the fix predicted")
+    return scratch
 
 
 def _write_h5_model(archive: Archive, edit: Edit, target: Path) -> Path:
@@ -149,23 +160,20 @@ def _write_h5_model(archive: Archive, edit: Edit, target: Path) -> Path:
     config = dict(edit.config)
     compile_config = config.pop("compile_config", None)
     durable = target.exists()
-    temporary = _create_temporary(target)
-    try:
+    # HDF5's own file lock would fail on the temporary this run holds locked
+    with _temporary(target) as temporary:
         shutil.copyfile(archive.path, temporary)
-        with h5py.File(temporary, "r+") as h5:
+        with h5py.File(temporary, "r+", locking=False) as h5:
             h5.attrs["model_config"] = json.dumps(config)
             if compile_config is not None:
                 h5.attrs["training_config"] = json.dumps(_training_config(compile_config))
         if durable:
             with open(temporary, "rb") as f:
                 os.fsync(f.fileno())
-        with h5py.File(temporary, "r") as h5:  # re-read as any input
+        with h5py.File(temporary, "r", locking=False) as h5:  # re-read as any input
             if json.loads(h5.attrs["model_config"]) != config:
                 raise WriteError("the written model_config is not the repaired one")
         os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     if durable:
         _fsync_directory(target.parent)
     return target
@@ -221,9 +229,10 @@ def write_archive(
     # path can only lose the new file, and the input is never at risk.
     durable = target.exists()
     if target.resolve() == source.path.resolve() and not replacements and not remove:
+        remove_leftovers(target.resolve())
         return target  # nothing to do, and never truncate the source
-    temporary = _create_temporary(target)
-    try:
+    check_output(target)
+    with _temporary(target) as temporary:
         config = replacements.get(CONFIG, source.config_bytes)
         if not isinstance(config, bytes):
             config = Path(config).read_bytes()
@@ -231,9 +240,6 @@ def write_archive(
         expected = _write(source, temporary, replacements, set(remove), durable)
         _verify(temporary, expected, config, new_config, limits)
         os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     if durable:
         _fsync_directory(target.parent)
     return target
@@ -384,9 +390,8 @@ def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
     with open(path, "rb") as raw, ThreadPoolExecutor(2) as pool:
         for entry in entries:
             if entry.method != zipfile.ZIP_STORED:
-                with zf.open(entry.info) as data:
-                    while data.read(_CHUNK):
-                        pass  # zipfile raises BadZipFile on a CRC mismatch
+                for _ in read_chunks(path, zf, entry, _CHUNK):
+                    pass  # damage and a CRC mismatch are an ArchiveError naming the entry
                 continue
             if entry.size < _SPLIT:
                 crc = _crc_range(raw.fileno(), entry.data_offset, entry.size)
@@ -450,26 +455,6 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
     return crc1 ^ crc2
 
 
-def _create_temporary(target: Path) -> Path:
-    """An empty file beside `target`, made with mode 0o666 less the umask (the
-    kernel applies it), or with an existing target's own permissions. The
-    temporaries of this target that a killed run left (older than
-    `STALE_AFTER` seconds: a live write renames its own within seconds) go."""
-    _remove_stale_temporaries(target)
-    while True:
-        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        try:
-            if target.exists():
-                os.fchmod(fd, target.stat().st_mode & 0o7777)
-        finally:
-            os.close(fd)
-        return temporary
-
-
 def _fsync_directory(directory: Path) -> None:
     """Make the rename itself durable."""
     try:
@@ -484,25 +469,258 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_temporaries(target: Path) -> None:
-    now = time.time()
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+# ------------------------------------------------------------------ output paths
+
+
+def check_output(target: str | os.PathLike, source: str | os.PathLike | None = None) -> None:
+    """Refuse, before anything is written, an output path where writing would
+    lose something: `source` itself (by inode: another spelling, a hard link,
+    a symbolic link to it), a symbolic link (the rename would replace the
+    link, not the file it names), or anything but a regular file (a directory,
+    a FIFO, a device). A path that does not exist yet is fine."""
+    target = Path(target)
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        return  # a new path (or one the write itself will say it cannot make)
+    if source is not None and _same_file(target, source):
+        raise ArchiveError(
+            str(target),
+            "is the input itself",
+            "write the repair to another path, or use --in-place to replace the input",
+        )
+    if stat.S_ISLNK(mode):
+        raise ArchiveError(
+            str(target),
+            "is a symbolic link: writing there would replace the link, not the file it names",
+            "give the path of a regular file or of a new one",
+        )
+    if not stat.S_ISREG(mode):
+        raise ArchiveError(
+            str(target),
+            f"is {_kind(mode)}, not a regular file",
+            "give the path of a regular file or of a new one",
+        )
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_IFDIR: "a directory",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFSOCK: "a socket",
+    }
+    return kinds.get(stat.S_IFMT(mode), "a special file")
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------ temporaries and leftovers
+
+_PARTIAL_EXTRA = len(".." + "0" * 8 + PARTIAL_SUFFIX)  # what `.NAME.TOKEN.partial` adds to NAME
+
+
+@contextlib.contextmanager
+def _temporary(target: Path) -> Iterator[Path]:
+    """An empty file beside `target`, locked by this run until the block ends
+    (by then renamed over the target, or removed if the block raises), made
+    with mode 0o666 less the umask (the kernel applies it), or with an existing
+    target's own permissions. Killed runs' leftovers beside the target go first."""
+    remove_leftovers(target)
+    name = _fitted(target.name, _PARTIAL_EXTRA, _name_max(target.parent))
+
+    def create() -> tuple[Path, int]:
+        path = target.with_name(f".{name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+    temporary, fd = _locked(create)
+    try:
+        if target.exists():
+            os.fchmod(fd, target.stat().st_mode & 0o7777)
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)  # the lock goes with it, once the temporary is renamed or removed
+
+
+@contextlib.contextmanager
+def _backup(target: Path) -> Iterator[Path]:
+    """`--in-place`: a hard link to `target` (its old contents) beside it while
+    the block runs. Its lock is the target's own (the same inode), taken
+    before the link exists; a target another run holds is refused."""
+    backup = target.with_name(_backup_name(target.name, _name_max(target.parent)))
+    _remove_if_dead(backup)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WriteError(
+                    f"{target} is held by another run (another --in-place repair of it?); "
+                    "try again when it ends"
+                ) from None
         try:
-            if now - leftover.lstat().st_mtime > STALE_AFTER and leftover.is_file():
-                leftover.unlink()
+            os.link(target, backup)
+        except FileExistsError:
+            raise WriteError(
+                f"{backup} is another run's backup of {target}; try again when that run ends"
+            ) from None
+        try:
+            if not _is_at(backup, fd):
+                raise WriteError(f"{target} was replaced while it was being repaired")
+            yield backup
+        finally:
+            backup.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _weights_scratch(directory: Path) -> Iterator[Path]:
+    """A scratch directory for the weights (`.kerasrepair-weights-XXXXXXXX`, a
+    short name), locked while the block runs, removed after."""
+
+    def create() -> tuple[Path, int]:
+        path = Path(tempfile.mkdtemp(prefix=WEIGHTS_SCRATCH_PREFIX, dir=directory))
+        return path, os.open(path, os.O_RDONLY)
+
+    path, fd = _locked(create)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def _locked(create) -> tuple[Path, int]:
+    """A new file or directory from `create()` (its path and a descriptor),
+    locked. A run removing killed runs' leftovers may take it between its
+    creation and the lock: then it is made again."""
+    while True:
+        try:
+            path, fd = create()
+        except FileExistsError:
+            continue
+        if fcntl is None:
+            return path, fd
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for such a run, a moment at most
+        if _is_at(path, fd):
+            return path, fd
+        os.close(fd)
+
+
+def _is_at(path: Path, fd: int) -> bool:
+    """Whether the file open as `fd` is still the one at `path`."""
+    try:
+        here = os.lstat(path)
+    except OSError:
+        return False
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def remove_leftovers(*targets: str | os.PathLike) -> None:
+    """Remove what killed runs writing `targets` left beside them: temporary
+    files (`.NAME.TOKEN.partial`), `--in-place` backups, and the weights
+    scratch directories of the same directories. What a live run holds locked
+    stays: a killed run's locks went with it. One listing per directory."""
+    wanted: dict[Path, tuple[set[str], set[str]]] = {}
+    for target in map(Path, targets):
+        limit = _name_max(target.parent)
+        partials, backups = wanted.setdefault(target.parent, (set(), set()))
+        partials.add(_fitted(target.name, _PARTIAL_EXTRA, limit))
+        backups.add(_backup_name(target.name, limit))
+    for directory, (partials, backups) in wanted.items():
+        try:
+            with os.scandir(directory) as listing:
+                names = [e.name for e in listing if e.name.startswith(".") or e.name in backups]
         except OSError:
-            pass  # gone already, or not ours to remove
+            continue  # no such directory yet: nothing left there
+        for name in names:
+            partial = _PARTIAL.fullmatch(name)
+            if (
+                (partial and partial[1] in partials)
+                or name in backups
+                or name.startswith(WEIGHTS_SCRATCH_PREFIX)
+            ):
+                _remove_if_dead(directory / name)
+
+
+def _remove_if_dead(path: Path) -> None:
+    """Remove a leftover file or scratch directory unless a live run holds it
+    locked (without locks: unless it changed in the last STALE_AFTER seconds);
+    never follows a symbolic link, never opens a FIFO or a device."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) and not path.is_dir():
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return  # gone already, or not ours to open
+    try:
+        status = os.fstat(fd)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        elif time.time() - status.st_mtime <= STALE_AFTER:
+            return
+        if not _is_at(path, fd):
+            return  # replaced meanwhile
+        if stat.S_ISDIR(status.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # BlockingIOError: a live run's; or gone already
+    finally:
+        os.close(fd)
+
+
+def _name_max(directory: Path) -> int:
+    """The longest file name `directory`'s file system takes, in bytes."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _fitted(name: str, extra: int, limit: int) -> str:
+    """`name`, or when it and `extra` bytes more would pass the file system's
+    name `limit`, its start and a digest of it: still one name per target."""
+    encoded = os.fsencode(name)
+    if len(encoded) + extra <= limit:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    return os.fsdecode(encoded[: max(0, limit - extra - len(digest) - 1)]) + "~" + digest
+
+
+def _backup_name(name: str, limit: int) -> str:
+    return _fitted(name, len(BACKUP_SUFFIX), limit) + BACKUP_SUFFIX
 
 
 def write_text_atomically(target: str | os.PathLike, text: str) -> Path:
     """Write a small text file (a SARIF report) the way archives are written:
     to a temporary file beside the target, then renamed over it."""
     target = Path(target)
-    temporary = _create_temporary(target)
-    try:
+    with _temporary(target) as temporary:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    return target
+
+
+def copy_atomically(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy a file (`batch --copy-clean`) the way archives are written; the
+    target is checked as any output is (`check_output`)."""
+    target = Path(target)
+    check_output(target, source)
+    with _temporary(target) as temporary:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
     return target

@@ -169,12 +169,16 @@ def sha256(path: Path | str) -> tuple[str, int]:
 
 
 def _worker(conn, settings: Settings) -> None:
-    """A worker process: archives in, report lines out, until told to stop."""
+    """A worker process: archives in, report lines out, until told to stop or
+    orphaned (its parent killed: the archive at hand is finished, whole)."""
     while True:
-        job = conn.recv()
-        if job is None:
+        try:
+            job = conn.recv()
+            if job is None:
+                return
+            conn.send(run_one(job, settings))
+        except (EOFError, OSError):  # the parent is gone: no one to report to
             return
-        conn.send(run_one(job, settings))
         if job.size > BIG:  # reference cycles of a big archive's walk go at once
             gc.collect()
 
@@ -310,6 +314,10 @@ def batch(
     summary = summary if summary is not None else Summary()
     listed = list(archives(sources, settings.output_dir))
     summary.found = len(listed)
+    if not settings.check_only:  # what a killed run left beside the outputs goes
+        from .writer import remove_leftovers
+
+        remove_leftovers(*(output for _, output in listed if isinstance(output, Path)))
     done = done_before(resume_from, settings)
     seen: dict[str, str] = {}
     early: list[dict] = []  # decided without a worker: duplicates, unreadable paths

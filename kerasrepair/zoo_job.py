@@ -5,7 +5,6 @@ which never raises: whatever goes wrong is the archive's `error` line."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ def run_one(job: Job, settings: Settings) -> dict:
     from .api import write_result
     from .archive import open_archive
     from .fix import fix
+    from .writer import check_output, copy_atomically
 
     started = time.monotonic()
     record = failed(job, settings, None, 0.0)  # until it is done
@@ -72,6 +72,8 @@ def run_one(job: Job, settings: Settings) -> dict:
             remote.staged(job.output) as output,
             open_archive(source) as archive,
         ):
+            if output is not None:  # the input itself, a link, a directory: refused now
+                check_output(output, source)
             record["saved_with"] = archive.keras_version
             only = frozenset(settings.only) if settings.only is not None else None
             result = fix(archive, options, only, frozenset(settings.skip))
@@ -93,7 +95,8 @@ def run_one(job: Job, settings: Settings) -> dict:
             else:
                 record["status"] = "clean"
                 if settings.copy_clean:
-                    _copy(source, output)
+                    os.makedirs(os.path.dirname(output), exist_ok=True)
+                    copy_atomically(source, output)
                     record["output"] = job.output
     except Exception as e:  # noqa: BLE001 - one archive never stops the run
         record["status"], record["output"] = "error", None
@@ -113,13 +116,6 @@ def _peak_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
-
-
-def _copy(source: str, output: str) -> None:
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    scratch = f"{output}.kerasrepair-tmp"
-    shutil.copyfile(source, scratch)
-    os.replace(scratch, output)
 
 
 def one_line(e: Exception) -> str:

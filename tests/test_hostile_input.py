@@ -78,6 +78,10 @@ def test_hdf5_links_are_reported_never_followed(name):
     assert problems, "the link must be reported"
     assert all("not followed" in p["problem"] for p in problems)
     assert any(w["kind"] == "weights_problem" for w in report["warnings"])
+    # and `check` says it is an error (KR901), as it does for every hostile
+    # weights file (tests/test_weights_reference.py)
+    result = CliRunner().invoke(app, ["check", str(HOSTILE / name)])
+    assert result.exit_code == 1 and "KR901 error" in result.output
 
 
 def test_hdf5_external_storage_is_reported_not_read():

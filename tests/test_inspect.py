@@ -198,9 +198,32 @@ def test_warnings_are_the_findings_of_rules():
                 "lambda_layer",
                 "weights_problem",
                 "pickled_weights",
+                "serialized_code",
             }
             assert rule.code == warning["code"]
     kinds = {
         (w["kind"], w["code"]) for w in inspect_archive(MODELS / "lambda_global.keras")["warnings"]
     }
-    assert ("lambda_layer", "KR502") in kinds
+    # what the code is (KR502), and the security finding check reports too (KR903)
+    assert {("lambda_layer", "KR502"), ("serialized_code", "KR903")} <= kinds
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("module_os", "foreign_module"),
+        ("get_file_initializer", "non_modelling_api"),
+        ("torch_module_os_system", "torch_module_pickle"),
+        ("tfsm_layer", "saved_model_path"),
+        ("lookup_vocabulary_url", "lookup_file"),
+        ("name_traversal", "object_name_path"),
+        ("h5_shape_bomb", "weights_shape_bomb"),
+        ("prepended_elf", "prepended_data"),
+        ("h5_soft_link", "weights_problem"),
+    ],
+)
+def test_security_findings_are_inspect_warnings(name, kind):
+    """What `check` reports as a security finding, `inspect` shows as a warning."""
+    from conftest import HOSTILE
+
+    assert kind in {w["kind"] for w in inspect_archive(HOSTILE / f"{name}.keras")["warnings"]}

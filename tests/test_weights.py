@@ -106,7 +106,10 @@ def test_virtual_datasets_are_reported_not_read(tmp_path):
     path = _with_weights_edited(MODELS / "sequential_mlp.keras", tmp_path / "v.keras", add_virtual)
     report = inspect_archive(path)
     assert report["weights"]["problems"] == [
-        {"path": "layers/dense/vars/2", "problem": "virtual dataset (not read)"}
+        {
+            "path": "layers/dense/vars/2",
+            "problem": "virtual dataset mapping '/etc/passwd.h5:data' (not read)",
+        }
     ]
     assert "layers/dense/vars/2" not in {v["path"] for v in report["weights"]["tree"]}
 

@@ -1,10 +1,10 @@
 """The writer: raw copies, atomic output, deterministic bytes, input untouched."""
 
 import copy
+import fcntl
 import hashlib
 import json
 import os
-import time
 import zipfile
 import zlib
 
@@ -209,19 +209,176 @@ def test_the_umask_of_the_process_is_left_alone(model_and_archive, tmp_path, mon
     assert calls == []
 
 
+def _hold(path):
+    """Open and lock `path` as a live run holds its temporary; returns the descriptor."""
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def test_a_killed_runs_temporary_is_cleaned_by_the_next_run(model_and_archive, tmp_path):
+    """A killed run's temporary is one nobody holds locked: the next write to
+    the target removes it at once (however young); a live run's (locked) and
+    another target's stay."""
     _, source = model_and_archive
     target = tmp_path / "out.keras"
-    stale = tmp_path / ".out.keras.0badc0de.partial"
-    fresh = tmp_path / ".out.keras.feedf00d.partial"  # another run's, writing now
+    killed = tmp_path / ".out.keras.0badc0de.partial"
+    live = tmp_path / ".out.keras.feedf00d.partial"  # another run's, writing now
     other = tmp_path / ".other.keras.0badc0de.partial"
-    for leftover in (stale, fresh, other):
+    unrelated = tmp_path / ".out.keras.download.partial"  # not a name the writer makes
+    for leftover in (killed, live, other, unrelated):
         leftover.write_bytes(b"half an archive")
-    old = time.time() - writer_module.STALE_AFTER - 60
-    os.utime(stale, (old, old))
-    os.utime(other, (old, old))
-    with open_archive(source) as archive:
-        write_archive(archive, target)
+    fd = _hold(live)
+    try:
+        with open_archive(source) as archive:
+            write_archive(archive, target)
+    finally:
+        os.close(fd)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [fresh.name, other.name, "out.keras"]
+        [live.name, other.name, unrelated.name, "out.keras"]
     )
+
+
+def test_the_writer_holds_its_temporary_locked_while_it_writes(
+    model_and_archive, tmp_path, monkeypatch
+):
+    _, source = model_and_archive
+    seen = []
+    real_verify = writer_module._verify
+
+    def verify_and_look(path, *args):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        writer_module.remove_leftovers(tmp_path / "out.keras")  # another run's clean-up
+        seen.append(path.exists())
+        return real_verify(path, *args)
+
+    monkeypatch.setattr(writer_module, "_verify", verify_and_look)
+    with open_archive(source) as archive:
+        write_archive(archive, tmp_path / "out.keras")
+    assert seen == [True]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.keras"]
+
+
+def test_a_temporary_taken_by_a_clean_up_before_its_lock_is_made_again(tmp_path):
+    """Between creating a temporary and locking it, another run's clean-up may
+    take it for a killed run's and remove it: the writer then makes another."""
+    made = []
+
+    def create():
+        path = tmp_path / f".out.keras.{len(made):08x}.partial"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        made.append(path)
+        if len(made) == 1:
+            writer_module.remove_leftovers(tmp_path / "out.keras")  # the race, made certain
+        return path, fd
+
+    path, fd = writer_module._locked(create)
+    os.close(fd)
+    assert made == [tmp_path / ".out.keras.00000000.partial", path]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_killed_runs_backups_and_weights_scratch_are_cleaned(model_and_archive, tmp_path):
+    _, source = model_and_archive
+    target = tmp_path / "out.keras"
+    backup = tmp_path / "out.keras.kerasrepair-backup"
+    scratch = tmp_path / ".kerasrepair-weights-k1lled00"
+    live_scratch = tmp_path / ".kerasrepair-weights-a1ive000"
+    for directory in (scratch, live_scratch):
+        directory.mkdir()
+        (directory / "model.weights.h5").write_bytes(b"half the weights")
+    backup.write_bytes(b"the old archive")
+    fd = _hold(live_scratch)
+    try:
+        with open_archive(source) as archive:
+            write_archive(archive, target)
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live_scratch.name, "out.keras"]
+
+
+def test_leftover_clean_up_never_follows_a_link_or_opens_a_fifo(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / ".kerasrepair-weights-linked00").symlink_to(elsewhere)
+    os.mkfifo(outdir / ".out.keras.0badc0de.partial")
+    writer_module.remove_leftovers(outdir / "out.keras")
+    assert (elsewhere / "keep.txt").read_text() == "keep"
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        ".kerasrepair-weights-linked00",
+        ".out.keras.0badc0de.partial",
+    ]
+
+
+def test_concurrent_writers_to_one_target(model_and_archive, tmp_path):
+    """Writers to the same target at once: each renames a complete archive
+    of its own; none removes another's temporary; nothing is left over."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, source = model_and_archive
+    target = tmp_path / "out.keras"
+    with open_archive(source) as archive:
+        configs = [_renamed_config(archive, f"writer_{n}") for n in range(6)]
+
+        def write(config):
+            return write_archive(archive, target, {"config.json": config})
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(write, configs * 3))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.keras"]
+    with zipfile.ZipFile(target) as zf:
+        assert zf.testzip() is None
+        assert zf.read("config.json") in configs
+
+
+def test_temporary_names_stay_within_the_name_limit(model_and_archive, tmp_path, monkeypatch):
+    """A 251-byte target name (valid: the limit is 255) gets a temporary whose
+    name is shortened with a digest, recognisable per target."""
+    _, source = model_and_archive
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    name = "é" * ((limit - 10) // 2) + ".keras"  # two bytes a letter
+    target = tmp_path / name
+    assert limit - 6 < len(os.fsencode(name)) <= limit
+    temporaries = []
+    real_verify = writer_module._verify
+
+    def verify_and_look(path, *args):
+        temporaries.append(path.name)
+        return real_verify(path, *args)
+
+    monkeypatch.setattr(writer_module, "_verify", verify_and_look)
+    with open_archive(source) as archive:
+        write_archive(archive, target, {"config.json": _renamed_config(archive)})
+        write_archive(archive, target, {"config.json": _renamed_config(archive, "again")})
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert all(len(os.fsencode(t)) <= limit for t in temporaries)
+    first, second = (t.rsplit(".", 2)[0] for t in temporaries)
+    assert first == second  # the same name for the same target, a new token each run
+    other = writer_module._fitted("ê" + name[1:], 18, limit)
+    assert "." + other != first  # another long name gets another one
+
+
+def test_without_file_locks_a_leftover_is_a_killed_runs_after_a_while(
+    model_and_archive, tmp_path, monkeypatch
+):
+    """Where there is no flock (not POSIX), age decides, as it did before."""
+    import time
+
+    monkeypatch.setattr(writer_module, "fcntl", None)
+    _, source = model_and_archive
+    old, young = tmp_path / ".out.keras.0badc0de.partial", tmp_path / ".out.keras.feedf00d.partial"
+    for leftover in (old, young):
+        leftover.write_bytes(b"half an archive")
+    then = time.time() - writer_module.STALE_AFTER - 60
+    os.utime(old, (then, then))
+    with open_archive(source) as archive:
+        write_archive(archive, tmp_path / "out.keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [young.name, "out.keras"]

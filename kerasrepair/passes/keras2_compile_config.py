@@ -165,7 +165,9 @@ def _metric(metric: Any) -> Any:
         return [_metric(m) for m in metric]
     if not (isinstance(metric, dict) and metric.get("class_name") == "MeanMetricWrapper"):
         return metric
-    arguments = metric.get("config") or {}
+    arguments = metric.get("config")
+    if not isinstance(arguments, dict):
+        return metric
     name, fn = arguments.get("name"), arguments.get("fn")
     if isinstance(name, str) and name in _KERAS3_METRIC_NAMES:
         return name

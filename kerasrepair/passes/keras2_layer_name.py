@@ -64,10 +64,14 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     changes = []
     for finding in findings:
         layer = pointer.get(edit.config, finding.location)
-        old = layer["config"]["name"] if "name" not in layer else layer["name"]
+        inner = layer.get("config")
+        old = layer.get("name", inner.get("name") if isinstance(inner, dict) else None)
+        if not isinstance(old, str):
+            continue  # a name that is no text: the structure check reports it
         new = _free(old.replace("/", "_"), taken)
         taken.add(new)
-        layer["config"]["name"] = new
+        if isinstance(inner, dict):
+            inner["name"] = new
         if "name" in layer:
             layer["name"] = new
         model = pointer.get(edit.config, finding.location.rpartition("/layers/")[0])

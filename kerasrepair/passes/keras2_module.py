@@ -100,7 +100,12 @@ def detect(ctx: Context) -> list[Finding]:
 def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     changes = []
     for finding in findings:
-        obj = pointer.get(edit.config, finding.location)
+        try:
+            obj = pointer.get(edit.config, finding.location)
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if not isinstance(obj, dict):
+            continue  # an object inside the `module` of one rewritten before it
         renamed = _renamed(ctx, obj)
         if renamed:
             old = obj["class_name"]

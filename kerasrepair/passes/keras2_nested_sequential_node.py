@@ -98,11 +98,14 @@ def _references(config: dict, model_pointer: str):
     from .. import pointer
 
     model = pointer.get(config, model_pointer)
-    inner = model["config"]
+    inner = model.get("config") if isinstance(model, dict) else None
+    if not isinstance(inner, dict):
+        return
     base = f"{model_pointer}/config"
-    for i, layer in enumerate(inner.get("layers", [])):
+    layers = inner.get("layers")
+    for i, layer in enumerate(layers if isinstance(layers, list) else []):
         nodes = layer.get("inbound_nodes") if isinstance(layer, dict) else None
-        for j, node in enumerate(nodes or []):
+        for j, node in enumerate(nodes if isinstance(nodes, list) else []):
             if isinstance(node, list):
                 for k, ref in enumerate(node):
                     if _is_ref(ref):

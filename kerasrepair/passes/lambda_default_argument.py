@@ -181,11 +181,12 @@ def _defaults(value) -> Any:
 def _lost_keyword_only(config: dict) -> list[str]:
     """The keyword-only parameters of a Lambda's function that `arguments` does
     not give: func_dump saves `__defaults__` but not `__kwdefaults__`."""
-    function = config.get("function")
+    function = config.get("function") if isinstance(config, dict) else None
     if not (isinstance(function, dict) and function.get("class_name") == "__lambda__"):
         return []
+    inner = function.get("config")
     try:
-        code = bytecode.read_lambda(str((function.get("config") or {}).get("code", "")))
+        code = bytecode.read_lambda(str(inner.get("code", "") if isinstance(inner, dict) else ""))
     except bytecode.MarshalError:
         return []  # KR501 says the code cannot be read
     arguments = config.get("arguments")

@@ -34,7 +34,7 @@ def detect(ctx: Context) -> list[Finding]:
     return [
         Finding(
             code=RULE.code,
-            message=_message(layer.name, layer.config.get("function")),
+            message=_message(layer.name, _function(layer.config)),
             location=layer.pointer,
             severity=NOTE,
             layer=layer.name,
@@ -46,12 +46,19 @@ def detect(ctx: Context) -> list[Finding]:
     ]
 
 
+def _function(config) -> object:
+    return config.get("function") if isinstance(config, dict) else None
+
+
 def _message(name: str, function) -> str:
     """What the Lambda's saved code is, read from its bytes (never loaded)."""
     message = f"Lambda layer '{name}' holds serialized Python code"
     if isinstance(function, dict) and function.get("class_name") == "__lambda__":
+        inner = function.get("config")
         try:
-            code = bytecode.read_lambda(str((function.get("config") or {}).get("code", "")))
+            code = bytecode.read_lambda(
+                str(inner.get("code", "") if isinstance(inner, dict) else "")
+            )
         except bytecode.MarshalError as e:
             return f"{message} that cannot be read ({e})"
         message = f"{message} (Python {code.python}, {code.filename}:{code.first_line})"

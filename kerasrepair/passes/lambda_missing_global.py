@@ -152,25 +152,36 @@ def apply(ctx: Context, edit: Edit, findings: list[Finding]) -> list[Change]:
     return changes
 
 
+PATCH_SECONDS = 60  # the child patches a few KB of bytecode in well under a second
+
+
 def patch_code(code_base64: str, python: str, defines: dict[str, str]) -> str:
     """The code with each read of a defined name replaced, patched by a child
     process (isolated, no site) of this Python, which must be `python`."""
     request = json.dumps({"code": code_base64, "python": python, "defines": defines})
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", str(CHILD)],
-        input=request,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", str(CHILD)],
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=PATCH_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        raise LambdaPatchError(f"the Lambda code patcher ran past {PATCH_SECONDS} s") from None
     if done.returncode != 0:
         raise LambdaPatchError(
             f"the Lambda code patcher died (exit {done.returncode}): "
             f"{done.stderr.strip().splitlines()[-1:] or 'no message'}"
         )
-    answer = json.loads(done.stdout)
-    if "error" in answer:
-        raise LambdaPatchError(answer["error"])
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and "error" in answer:
+        raise LambdaPatchError(str(answer["error"]))
+    if not (isinstance(answer, dict) and isinstance(answer.get("code"), str)):
+        raise LambdaPatchError(f"the Lambda code patcher answered no code ({done.stdout[:80]!r})")
     return answer["code"]
 
 

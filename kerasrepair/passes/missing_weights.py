@@ -308,7 +308,8 @@ def _expected(layer: Layer) -> int | None:
 
 
 def _behind_a_link(group: str, weights: WeightsTree) -> bool:
-    """A link kerasrepair does not follow (KR901) may stand for the group."""
+    """A link kerasrepair does not follow (KR901), or a dataset it does not read
+    (KR910), may stand for the group, or be its variable."""
     return any(
         problem.path == group
         or problem.path.startswith(group + "/")

@@ -67,7 +67,7 @@ def detect(ctx: Context) -> list[Finding]:
                         f"serialized numpy array ({value['config'].get('dtype')}): Keras "
                         "3.0-3.4 pass it on as a dict and the first call fails"
                     ),
-                    location=f"{layer.pointer}/config/{argument}",
+                    location=layer.pointer + pointer.of(("config", argument)),
                     layer=layer.name,
                     fix=SAFE if built_in else UNSAFE,
                     hint="" if built_in else "pass a list instead of a numpy array in your code",

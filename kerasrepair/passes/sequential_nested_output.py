@@ -69,7 +69,8 @@ def detect(ctx: Context) -> list[Finding]:
         if parent.kind != SEQUENTIAL:
             continue
         chained = [layer for layer in parent.layers if layer.class_name != "InputLayer"]
-        for layer, following in zip(chained, [*chained[1:], None], strict=True):
+        for index, layer in enumerate(chained):
+            following = chained[index + 1] if index + 1 < len(chained) else None
             if layer.submodel is None or layer.submodel.kind != FUNCTIONAL:
                 continue
             if following is not None and following.submodel is not None:
