@@ -44,7 +44,9 @@ def write_result(
 ) -> None:
     """Write `result` to `output`, unless it is a conversion or a port the
     target would still reject (`result.withheld_because` says why)."""
-    if result.left:
+    # a security finding (KR9xx) stays reported, but leaves no conversion or
+    # port incomplete: the target loads the model
+    if any(not finding.code.startswith("KR9") for finding in result.left):
         result.withheld_because = _incomplete(archive, result.target, chosen)
     if not result.withheld:
         write_edit(archive, result.edit, output)

@@ -45,7 +45,8 @@ def test_converted_model_loads_and_predicts_as_tf_keras_did(source, release, tmp
 
     converted = tmp_path / (source.replace(".", "_") + ".keras")
     result = fix_archive(KERAS2 / source, converted, Options(keras=release))
-    assert not result.left, [f.message for f in result.left]
+    # a Lambda's code stays: its security finding (KR903) is never removed
+    assert not [f for f in result.left if f.code != "KR903"], [f.message for f in result.left]
     assert result.output == str(converted)
 
     observed = MANIFEST[source]["observed"][release]
@@ -81,7 +82,8 @@ def test_hdf5_model_repaired_as_hdf5_loads(source, release, tmp_path):
 
     repaired = tmp_path / source
     result = fix_archive(KERAS2 / source, repaired, Options(keras=release))
-    assert not result.left, [f.message for f in result.left]
+    # a Lambda's code stays: its security finding (KR903) is never removed
+    assert not [f for f in result.left if f.code != "KR903"], [f.message for f in result.left]
     loaded = probe(
         release,
         repaired,
