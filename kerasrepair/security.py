@@ -143,6 +143,14 @@ def objects(ctx) -> list[tuple[tuple, dict, tuple[str, str] | None]]:
 _WALKED = "_security_objects"
 
 
+def instances(ctx, class_name: str) -> Iterator[tuple[tuple, dict, tuple[str, str] | None, dict]]:
+    """The objects of one class whose `config` is a dict: path, object, owner
+    and its arguments (the `config`)."""
+    for path, obj, owner in objects(ctx):
+        if obj["class_name"] == class_name and isinstance(obj["config"], dict):
+            yield path, obj, owner, obj["config"]
+
+
 def file_arguments(ctx) -> Iterator[tuple[tuple, dict, str]]:
     """Each layer whose class Keras builds from a file (`FILE_ARGUMENTS`): its
     path, itself, and the argument it reads the file from."""

@@ -31,10 +31,7 @@ keras.Model with the SavedModel's layers rebuilt).""",
 def detect(ctx: Context) -> list[Finding]:
     said = advisories.advised(RULE.code)
     found = []
-    for path, obj, owner in security.objects(ctx):
-        arguments = obj["config"]
-        if obj["class_name"] != "TFSMLayer" or not isinstance(arguments, dict):
-            continue
+    for path, obj, owner, arguments in security.instances(ctx, "TFSMLayer"):
         filepath = arguments.get("filepath")
         named = f"the SavedModel at {filepath!r}" if isinstance(filepath, str) else "a SavedModel"
         where = (*path, "config", "filepath") if "filepath" in arguments else path

@@ -127,10 +127,7 @@ class Scan:
 def detect(ctx: Context) -> list[Finding]:
     said = advisories.advised(RULE.code)
     found = []
-    for path, obj, owner in security.objects(ctx):
-        arguments = obj["config"]
-        if obj["class_name"] != "TorchModuleWrapper" or not isinstance(arguments, dict):
-            continue
+    for path, obj, owner, arguments in security.instances(ctx, "TorchModuleWrapper"):
         if "module" not in arguments:
             continue
         who = security.describe(obj, owner)
