@@ -755,7 +755,7 @@ def _check_overlaps(path: Path, entries: list[Entry], directory_start: int) -> N
     entries that share bytes are a zip bomb's trick (or damage) that
     zipfile refuses only when an entry is read."""
     ordered = sorted(entries, key=lambda entry: entry.header_offset)
-    for entry, following in zip(ordered, [*ordered[1:], None], strict=True):
+    for entry, following in zip(ordered, [*ordered[1:], None], strict=False):
         end = following.header_offset if following is not None else directory_start
         if entry.end_offset > end:
             other = (

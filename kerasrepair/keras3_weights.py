@@ -60,6 +60,7 @@ import numpy as np
 
 from . import graph
 from .errors import ArchiveError
+from .hdf5_file import HeapCheckedFile
 from .legacy_h5 import H5_ERRORS, KERAS3_WEIGHTS, RESAVE, LegacyModel, LegacyWeight
 
 # -- the plan
@@ -1208,7 +1209,7 @@ def _write(
     raw: io.BufferedReader, plan: Plan, names: dict[str, str], target: BinaryIO, where: str
 ) -> None:
     try:
-        src = h5py.File(raw, "r")
+        src = h5py.File(HeapCheckedFile(raw, where), "r")
     except H5_ERRORS as e:
         raise ArchiveError(where, f"is not a readable HDF5 file ({e})", RESAVE) from None
     with src, h5py.File(target, "w", track_order=False) as dst:

@@ -46,6 +46,7 @@ import numpy as np
 from h5py import h5d, h5l
 
 from .errors import ArchiveError
+from .hdf5_file import HeapCheckedFile
 from .weights import BOMB_FLOOR, BOMB_RATIO
 
 MODEL = "model"
@@ -108,7 +109,7 @@ def read_legacy(file: BinaryIO, where: str) -> LegacyModel:
     size = _size(file)
     with io.BufferedReader(file, 4096) as raw:  # see weights.read_h5
         try:
-            h5 = h5py.File(raw, "r")
+            h5 = h5py.File(HeapCheckedFile(raw, where), "r")
         except H5_ERRORS as e:
             raise ArchiveError(
                 where,

@@ -29,6 +29,7 @@ from h5py import h5a, h5d, h5l, h5o
 
 from .edit import CopyGroup, DeleteGroup, GroupOp, SetLayerName
 from .errors import ArchiveError
+from .hdf5_file import HeapCheckedFile
 
 OPTIMIZER = "optimizer/"
 _OPTIMIZER_GROUPS = (OPTIMIZER, "optimizer_weights/")  # Keras 3's, a legacy HDF5 model's
@@ -222,7 +223,7 @@ def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:
     # saves round trips through Python without pulling in weight data.
     with io.BufferedReader(file, 4096) as raw:
         try:
-            h5 = h5py.File(raw, "r")
+            h5 = h5py.File(HeapCheckedFile(raw, where), "r")
         except OSError as e:
             raise ArchiveError(
                 where,

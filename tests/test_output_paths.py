@@ -221,7 +221,9 @@ def test_batch_refuses_outputs_that_are_links_or_the_input(tmp_path, monkeypatch
     shutil.copyfile(BROKEN, zoo / "a.keras")
     rezip(BROKEN, zoo / "b.keras")  # the same model, another sha256 (not a duplicate)
     (out / "a.keras").symlink_to(tmp_path / "elsewhere.keras")
-    result = _run("batch", zoo, "-o", out, "--keras", "3.4", "-j", "1", "--report", "r.jsonl")
+    result = _run(
+        "batch", zoo, "-o", out, "--keras", "3.4", "-j", "1", "--report", tmp_path / "r.jsonl"
+    )
     assert result.exit_code == 2, result.output
     assert (out / "a.keras").is_symlink() and not (tmp_path / "elsewhere.keras").exists()
     assert _repaired(out / "b.keras")

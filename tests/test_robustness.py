@@ -42,6 +42,7 @@ from kerasrepair.archive import Limits
 from kerasrepair.cli import app
 from kerasrepair.context import Context, Options
 from kerasrepair.errors import ArchiveError
+from kerasrepair.hdf5_file import HeapCheckedFile
 
 MLP = MODELS / "sequential_mlp.keras"  # Sequential: metadata, config, weights (stored)
 NPZ = MODELS / "weights_npz.keras"  # the same with model.weights.npz
@@ -320,6 +321,14 @@ def test_entries_that_share_bytes_are_refused(tmp_path):
     )
 
 
+def test_a_zip_with_no_entries_is_refused_as_no_keras_archive(tmp_path):
+    # found by atheris: the overlap check paired no entries with the central
+    # directory and crashed; an empty zip is what an interrupted download leaves
+    empty = tmp_path / "empty.keras"
+    zipfile.ZipFile(empty, "w").close()
+    assert_refused_everywhere(empty, tmp_path, "has no config.json (entries: none)")
+
+
 class Stream(io.RawIOBase):
     """A file that cannot seek: zipfile writes each entry as a stream, its CRC
     and sizes in a data descriptor after it (flag bit 3)."""
@@ -514,6 +523,72 @@ def test_damaged_legacy_hdf5_models_are_one_line(tmp_path):
         for command in (["inspect"], ["check"], ["fix", "-o", output]):
             assert_refused(run(command + [path]), str(path))
         assert not output.exists()
+
+
+def heap_that_never_ends(data: bytes, object_index: int, size: int) -> bytes:
+    """`data` (an HDF5 file) with the object `object_index` of its first global
+    heap collection declaring `size`: 0 for the free space (object 0), or a
+    size that wraps HDF5's pointer back to the object itself. HDF5 2.0.0 then
+    walks the collection forever, in native code nothing can interrupt."""
+    heap = data.index(b"GCOL")
+    (collection,) = struct.unpack_from("<Q", data, heap + 8)
+    at = heap + 16
+    while at < heap + collection:
+        index, _, _, length = struct.unpack_from("<HHLQ", data, at)
+        if index == object_index:
+            return data[: at + 8] + struct.pack("<Q", size) + data[at + 16 :]
+        at += length if index == 0 else 16 + (length + 7) // 8 * 8
+    raise AssertionError(f"no object {object_index} in the heap at {heap}")
+
+
+HEAP_HANGS = {  # what the fuzzer found, in Keras 2's model_config and Keras 3.6+'s `name`
+    "free space of size 0": (0, 0),
+    "an object that wraps back to itself": (1, 2**64 - 16),
+}
+
+
+def run_process(args: list, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A command in a child: a hang in native code fails the test, not the run."""
+    return subprocess.run(
+        [sys.executable, "-m", "kerasrepair", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(HEAP_HANGS))
+@pytest.mark.parametrize("source", ["keras2.h5", "keras3.keras"])
+def test_a_global_heap_that_never_ends_is_refused_before_hdf5_reads_it(case, source, tmp_path):
+    if source == "keras2.h5":
+        path = written(
+            tmp_path, heap_that_never_ends(LEGACY.read_bytes(), *HEAP_HANGS[case]), source
+        )
+    else:
+        weights = heap_that_never_ends(entries_of(MLP)["model.weights.h5"], *HEAP_HANGS[case])
+        path = archive_with(tmp_path, weights=weights)
+    output = tmp_path / "out" / "fixed.keras"
+    for command in (["inspect"], ["check"], ["fix", "-o", output]):
+        finished = run_process(command + [path])
+        assert finished.returncode == 2, finished.stderr
+        assert finished.stdout == "" and len(finished.stderr.splitlines()) == 1, finished.stderr
+        assert "global heap at offset" in finished.stderr, finished.stderr
+        assert "makes HDF5 loop forever (not read)" in finished.stderr
+    assert not output.parent.exists()
+
+
+def test_the_global_heaps_of_real_files_are_checked_and_read(monkeypatch):
+    checked = []
+    original = HeapCheckedFile._check_heap
+    monkeypatch.setattr(
+        HeapCheckedFile,
+        "_check_heap",
+        lambda self, start, data: checked.append(start) or original(self, start, data),
+    )
+    for path in (LEGACY, MLP):  # Keras 2's model_config; Keras 3.6+'s `name` on `vars`
+        checked.clear()
+        assert run(["inspect", path]).exit_code == 0, path
+        assert checked, path
 
 
 def _weights_with(tmp_path: Path, add) -> bytes:

@@ -1,0 +1,93 @@
+"""The file object h5py reads untrusted HDF5 through: it refuses a global heap
+that would make HDF5 loop forever, before HDF5 parses it.
+
+Variable-length strings live in global heap collections: Keras 2's
+`model_config` and `keras_version`, the `name` Keras 3.6+ writes on a `vars`
+group. HDF5 (2.0.0, bundled by h5py 3.16) walks a collection's objects with
+`p = begin + need` (H5HG__cache_heap_deserialize); an object whose `need`
+is 0, or so large that the pointer wraps backwards, never moves `p` past it,
+and the walk never ends. Native code cannot be interrupted, so the collection
+is checked here, as h5py's file-object driver hands it over: HDF5 loads a
+collection with a read that starts at its "GCOL" signature.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import BinaryIO
+
+from .errors import ArchiveError
+
+_SIGNATURE = b"GCOL"
+_SUPERBLOCK = b"\x89HDF\r\n\x1a\n"
+_WORD = 1 << 64  # size_t
+_LENGTHS = {2: "<H", 4: "<L", 8: "<Q"}
+
+
+class HeapCheckedFile(io.RawIOBase):
+    """A seekable file (`file`) as h5py's file-object driver reads it, each
+    global heap collection checked as it is loaded; `where` names it in errors."""
+
+    def __init__(self, file: BinaryIO, where: str):
+        super().__init__()
+        self._file = file
+        self._where = where
+        self._length = "<Q"  # the superblock's "size of lengths": 8 unless it says otherwise
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer) -> int:
+        start = self._file.tell()
+        count = self._file.readinto(buffer)
+        if count and count >= 16:
+            head = bytes(memoryview(buffer)[:16])
+            if start == 0 and head[:8] == _SUPERBLOCK:
+                self._superblock(bytes(memoryview(buffer)[:count]))
+            elif head[:4] == _SIGNATURE and head[4] == 1:
+                self._check_heap(start, bytes(memoryview(buffer)[:count]))
+        return count
+
+    def _superblock(self, data: bytes) -> None:
+        version = data[8]
+        at = 13 if version in (0, 1) else 9 if version in (2, 3) else None
+        if at is not None and len(data) > at + 1:
+            self._length = _LENGTHS.get(data[at + 1], self._length)
+
+    def _check_heap(self, start: int, data: bytes) -> None:
+        layout = struct.Struct(self._length)
+        header = 8 + layout.size  # signature, version, 3 reserved, collection size
+        (size,) = layout.unpack_from(data, 8)
+        if size > len(data):  # HDF5 reads 4 KiB first, then the rest: read it all now
+            here = self._file.tell()
+            self._file.seek(start + len(data))
+            data += self._file.read(min(size - len(data), 1 << 30))
+            self._file.seek(here)
+        end = min(size, len(data))  # beyond the file's end HDF5 fails by itself
+        object_header = 8 + layout.size  # index, references, 4 reserved, object size
+        at = header
+        while at + object_header <= end:
+            index = int.from_bytes(data[at : at + 2], "little")
+            (length,) = layout.unpack_from(data, at + 8)
+            need = (object_header + ((length + 7) & ~7)) % _WORD if index else length
+            if need == 0 or need >= _WORD // 2:
+                raise ArchiveError(
+                    self._where,
+                    f"the global heap at offset {start:,} is damaged: object {index} at "
+                    f"offset {start + at:,} declares a size of {length:,}, which makes "
+                    "HDF5 loop forever (not read)",
+                    "the file is damaged or crafted; re-save or re-download the model",
+                )
+            if need > end - at:  # HDF5 reports "ran off end of input buffer" itself
+                return
+            at += need
