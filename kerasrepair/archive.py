@@ -415,6 +415,12 @@ def _reason(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def refuse_unreadable(path: str | os.PathLike) -> None:
+    """Refuse, in one line, what is not a regular file one can read (a FIFO
+    would block the reader), before anything opens it."""
+    _read_head(Path(path))
+
+
 def _read_head(path: Path) -> bytes:
     if path.is_dir():
         if (path / "saved_model.pb").exists():

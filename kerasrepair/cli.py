@@ -185,6 +185,11 @@ def check(
     from .check import check_archive
 
     _release(keras)
+    if sarif is not None:  # refused before any archive is read: nothing half done
+        from .writer import check_output
+
+        for path in paths:
+            _or_exit(check_output, sarif, path)
     results, unreadable = [], False
     for path in paths:
         try:
@@ -196,7 +201,7 @@ def check(
         from .sarif import to_sarif
         from .writer import write_text_atomically
 
-        write_text_atomically(sarif, json.dumps(to_sarif(results), indent=2) + "\n")
+        _or_exit(write_text_atomically, sarif, json.dumps(to_sarif(results), indent=2) + "\n")
     if as_json:
         document = {"report_version": 1, "results": [r.to_dict() for r in results]}
         typer.echo(json.dumps(document, indent=2))
@@ -293,6 +298,10 @@ def batch(
     if scheduler is not None and executor != "dask":
         _usage("--scheduler is for --executor dask")
     resumed = report if resume else None
+    if html is not None:  # refused before the run, not after it
+        from .writer import check_output
+
+        _or_exit(check_output, html)
     results = run_batch(
         sources, settings, jobs, timeout, resumed, summary, executor=executor, scheduler=scheduler
     )
@@ -315,7 +324,7 @@ def batch(
     if html is not None:
         from .html_report import write as write_html
 
-        write_html(html, records, summary)
+        _or_exit(write_html, html, records, summary)
     raise typer.Exit(summary.exit_status(settings.check_only))
 
 

@@ -100,27 +100,30 @@ def strings(
     config: Any, wanted: Callable[[str], bool] = lambda text: True
 ) -> Iterator[tuple[tuple, str]]:
     """Every string of `config` that is `wanted` (values, and the keys of
-    objects), with the path of the value it is or names; iterative, any JSON at
-    any key. A path is made only for a wanted string: most are not."""
-    # (value, link): a link is (parent link, key), () at the root
-    stack: list[tuple[Any, tuple]] = [(config, ())]
+    objects), in document order, with the path of the value it is or names;
+    iterative, any JSON at any key. A path is made only for a wanted string:
+    most are not. One iterator per level it is in, so memory grows with the
+    config's depth, not with how many items a list holds."""
+    # per level: the container's (key, value) pairs still to visit, its link
+    # (a link is (parent link, key), () at the root), whether its keys are names
+    stack: list[tuple[Iterator, tuple | None, bool]] = [(iter(((None, config),)), None, False)]
     while stack:
-        value, link = stack.pop()
-        if isinstance(value, str):
-            if wanted(value):
-                yield _path(link), value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(key, str) and wanted(key):
-                    yield _path((link, key)), key
-                if isinstance(item, (str, dict, list)):
-                    stack.append((item, (link, key)))
-        elif isinstance(value, list):
-            stack.extend(
-                (item, (link, index))
-                for index, item in enumerate(value)
-                if isinstance(item, (str, dict, list))
-            )
+        items, link, named = stack[-1]
+        for key, value in items:
+            here = () if link is None else (link, key)
+            if named and isinstance(key, str) and wanted(key):
+                yield _path(here), key
+            if isinstance(value, str):
+                if wanted(value):
+                    yield _path(here), value
+            elif isinstance(value, dict):
+                stack.append((iter(value.items()), here, True))
+                break
+            elif isinstance(value, list):
+                stack.append((enumerate(value), here, False))
+                break
+        else:
+            stack.pop()
 
 
 def _path(link: tuple) -> tuple:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .archive import open_archive
+from .archive import open_archive, refuse_unreadable
 from .errors import ArchiveError
 
 CHILD = Path(__file__).resolve().with_name("probe_child.py")
@@ -99,6 +99,8 @@ def verify(
     with open_archive(archive) as opened:  # bad input fails here, with one line
         tree = opened.weights()
         stored = None if tree.pickled else len(tree.model_variables)
+    if against is not None:  # and a bad original or reference here, not in the child
+        refuse_unreadable(against)
     report: dict[str, Any] = {"archive": str(archive), "python": str(python), "against": None}
     compared = False  # predictions were compared with the original's or a reference's
     if against is None:

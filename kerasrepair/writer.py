@@ -706,9 +706,11 @@ def _backup_name(name: str, limit: int) -> str:
 
 
 def write_text_atomically(target: str | os.PathLike, text: str) -> Path:
-    """Write a small text file (a SARIF report) the way archives are written:
-    to a temporary file beside the target, then renamed over it."""
+    """Write a small text file (a SARIF report, an HTML page) the way archives
+    are written: to a temporary file beside the target, then renamed over it;
+    the target is checked as any output is (`check_output`)."""
     target = Path(target)
+    check_output(target)
     with _temporary(target) as temporary:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, target)

@@ -263,3 +263,34 @@ def test_batch_removes_what_a_killed_run_left_beside_its_outputs(tmp_path):
         os.close(fd)
     assert result.exit_code == 0, result.output
     assert _listing(out / "deep") == [live.name]
+
+
+# ------------------------------------------------------------------ reports
+
+
+def test_a_sarif_report_onto_the_input_or_a_link_is_refused_before_checking(model, tmp_path):
+    before = _digest(model)
+    _refused(_run("check", model, "--sarif", model), "is the input itself")
+    assert _digest(model) == before
+    link = tmp_path / "report.sarif"
+    link.symlink_to(tmp_path / "elsewhere.sarif")
+    result = _run("check", model, "--keras", "3.4", "--sarif", link)
+    _refused(result, "report.sarif: is a symbolic link")
+    assert result.stdout == ""  # refused before any archive is checked
+    assert link.is_symlink() and not (tmp_path / "elsewhere.sarif").exists()
+    written = tmp_path / "written.sarif"
+    assert _run("check", model, "--keras", "3.4", "--sarif", written).exit_code == 1
+    assert json.loads(written.read_text())["version"] == "2.1.0"
+
+
+def test_an_html_page_onto_a_fifo_is_refused_before_the_run(tmp_path):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copyfile(BROKEN, zoo / "a.keras")
+    fifo = tmp_path / "page.html"
+    os.mkfifo(fifo)
+    report = tmp_path / "r.jsonl"
+    result = _run("batch", zoo, "--check-only", "--html", fifo, "--report", report)
+    _refused(result, "page.html: is a FIFO, not a regular file")
+    assert not report.exists()  # nothing ran
+    assert fifo.is_fifo()

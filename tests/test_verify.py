@@ -3,6 +3,7 @@ loads, whether its weights were restored, and whether it predicts as the
 original did."""
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -68,3 +69,15 @@ def test_a_missing_interpreter_is_bad_input(tmp_path):
     result = _run("verify", MODELS / "sequential_mlp.keras", "--python", tmp_path / "python")
     assert result.exit_code == 2
     assert "no such interpreter" in result.output
+
+
+@pytest.mark.parametrize("name", ["original.keras", "reference.npz"])
+def test_an_original_that_is_a_fifo_is_refused_before_the_child_opens_it(name, tmp_path):
+    fifo = tmp_path / name
+    os.mkfifo(fifo)  # the child's load_model or np.load would block on it
+    result = _run("verify", MODELS / "functional_nested_shared.keras", "--against", fifo)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"kerasrepair: error: {fifo}: is a FIFO (named pipe), not a regular file (not read); "
+        "give the path of a .keras or .h5 file; save a stream to a file first"
+    )
