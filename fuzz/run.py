@@ -172,17 +172,25 @@ def run_mutants(kinds: list[str], examples: int, seed: int, work: Path) -> int:
     return 1 if tally else 0
 
 
-def run_replay(files: list[Path], seconds: int = 120) -> int:
+def run_replay(files: list[Path], seconds: int = 120, memory: int = 4 << 30) -> int:
     """Every command on each file (reproducers, crashing inputs), each file in a
-    child process (a hang in native code cannot be interrupted): what is still broken."""
+    child process (a hang or a crash in native code cannot be caught), with
+    faulthandler on and `memory` bytes of address space (native code that
+    allocates forever ends too): what is still broken."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
     broken = 0
     for path in files:
         try:
             child = subprocess.run(
-                [sys.executable, __file__, "replay-one", str(path)],
+                [sys.executable, "-X", "faulthandler", __file__, "replay-one", str(path)],
                 capture_output=True,
                 text=True,
                 timeout=seconds,
+                preexec_fn=limited,
             )
             found = child.stdout.splitlines() or _died(child)
         except subprocess.TimeoutExpired:
@@ -202,7 +210,9 @@ def _died(child: subprocess.CompletedProcess) -> list[str]:
         return []
     frames = [line.strip() for line in child.stderr.splitlines() if "/kerasrepair/" in line]
     where = frames[0].split("/kerasrepair/")[-1] if frames else child.stderr.strip()[-200:]
-    return [f"died (exit {child.returncode}; a hang in native code?) at {where}"]
+    if child.returncode < 0:  # a signal: SIGSEGV in native code, or SIGKILL
+        return [f"died of signal {-child.returncode} at {where}"]
+    return [f"died (exit {child.returncode}; out of memory, or a hang in native code?) at {where}"]
 
 
 def _replay_one(path: Path) -> int:

@@ -105,6 +105,12 @@ class Entry:
         return _METHODS.get(self.method, f"method {self.method}")
 
 
+# weights trees being read elsewhere (`prefetch`: a child process), by the
+# archive's absolute path: `tree(identity)` gives the tree of the file with
+# that `Archive.identity`, or None (then the Archive reads it); `cancel()`
+READ_AHEAD: dict[str, Any] = {}
+
+
 @dataclass(frozen=True)
 class ArchiveProblem:
     """Something odd about an entry that does not stop the archive being read
@@ -136,7 +142,10 @@ class Archive:
         legacy=None,  # legacy_h5.LegacyModel of an HDF5 model
     ):
         self.path = path
-        self.file_size = path.stat().st_size
+        st = path.stat()
+        self.file_size = st.st_size
+        # what tells this file from another put at its path later (`prefetch`)
+        self.identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         self.entries = tuple(entries)
         self.comment = zf.comment if zf is not None else b""
         self.legacy = legacy
@@ -161,6 +170,9 @@ class Archive:
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+        ahead = READ_AHEAD.pop(os.path.abspath(self.path), None) if READ_AHEAD else None
+        if ahead is not None:
+            ahead.cancel()
 
     def entry(self, name: str) -> Entry | None:
         return self._by_name.get(name)
@@ -211,8 +223,13 @@ class Archive:
 
     def weights(self):
         """The weights tree (`weights.WeightsTree`), read on first use, metadata only."""
+        ahead = READ_AHEAD.pop(os.path.abspath(self.path), None) if READ_AHEAD else None
+        if ahead is not None and self._weights is None and self.legacy is None:
+            self._weights = ahead.tree(self.identity, self._read_names)  # None: read it here
+        elif ahead is not None:
+            ahead.cancel()
         if self._weights is None:
-            from . import weights  # h5py costs ~0.2 s to import
+            from . import weights  # h5py costs ~0.1 s to import
 
             entry = self.weights_entry
             if self.legacy is not None:
@@ -220,10 +237,16 @@ class Archive:
             elif entry is None:
                 self._weights = weights.WeightsTree(format="none", entry=None)
             else:
-                read = weights.read_h5 if entry.name == WEIGHTS_H5 else weights.read_npz
                 where = f"{self.path}:{entry.name}"
                 try:
-                    self._weights = read(self.open_seekable(entry), entry.name, where)
+                    if entry.name == WEIGHTS_H5:
+                        self._weights = weights.read_h5(
+                            self.open_seekable(entry), entry.name, where, self._read_names
+                        )
+                    else:
+                        self._weights = weights.read_npz(
+                            self.open_seekable(entry), entry.name, where
+                        )
                 except _WEIGHTS_ERRORS as e:  # h5py's and numpy's words for damage
                     raise ArchiveError(
                         where,
@@ -231,6 +254,14 @@ class Archive:
                         "the weights cannot be read; re-save or re-download the model",
                     ) from None
         return self._weights
+
+    def _read_names(self, groups: list[str]) -> dict[str, str | None]:
+        """The layer names on the `vars` groups `groups` of `model.weights.h5`,
+        read when the weights tree's `var_groups` first needs them."""
+        from . import weights
+
+        entry = self.entry(WEIGHTS_H5)
+        return weights.read_names(self.open_seekable(entry), groups, f"{self.path}:{entry.name}")
 
 
 class EntryFile(io.RawIOBase):
@@ -413,6 +444,23 @@ def _reason(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     text = f"{kind}: {text}" if kind else text
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def open_entries(path: str | os.PathLike, limits: Limits | None = None) -> Archive | None:
+    """`open_archive` without reading config.json or metadata.json: the
+    entries, checked as it checks them, for reading the weights tree alone
+    (`prefetch`); None for what is no zip (a legacy HDF5 model)."""
+    limits = limits or Limits()
+    path = Path(path)
+    head = _read_head(path)
+    if _HDF5_MAGIC in (head[:8], head[512:520]):
+        return None
+    zf = open_zip(path)
+    try:
+        return Archive(path, zf, read_entries(path, zf, limits), b"", {}, None, ())
+    except BaseException:
+        zf.close()
+        raise
 
 
 def refuse_unreadable(path: str | os.PathLike) -> None:

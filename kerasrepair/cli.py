@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, prefetch
 from .errors import ArchiveError, RepairError, WriteError
 
 EXIT_UNREADABLE = 2
@@ -102,9 +102,6 @@ def fix(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Repair an archive: every rule that repairs what it finds, then a verified re-zip."""
-    from .api import fix_archive
-    from .context import Options
-
     if sum((output is not None, in_place, dry_run)) != 1:
         _usage("give exactly one of -o OUT, --in-place or --dry-run")
     if output is not None and _same_file(output, path):
@@ -113,6 +110,10 @@ def fix(
         from .writer import check_output
 
         _or_exit(check_output, output)
+    prefetch.start(path)  # the weights tree, read by a child while this reads the config
+    from .api import fix_archive
+    from .context import Options
+
     options = Options(unsafe_fixes=unsafe_fixes, defines=_defines(define or []), keras=keras)
     _release(keras)
     only_codes, skip_codes = _codes(only), _codes(skip) or frozenset()
@@ -182,6 +183,8 @@ def check(
     ] = False,
 ) -> None:
     """Validate config.json against the schemas of a Keras release; run every pass's detect."""
+    if len(paths) == 1:
+        prefetch.start(paths[0])  # the weights tree, read by a child while this reads the config
     from .check import check_archive
 
     _release(keras)

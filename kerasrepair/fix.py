@@ -27,7 +27,7 @@ from .findings import ERROR, NOTE, SAFE, UNSAFE, Change, Finding
 from .passes import prepended_data
 
 if TYPE_CHECKING:
-    from .weights import WeightsTree  # h5py is imported only when weights are read
+    from .weights_tree import WeightsTree
 
 
 @dataclass

@@ -20,6 +20,8 @@ from typing import BinaryIO
 from .errors import ArchiveError
 
 _SIGNATURE = b"GCOL"
+_LOCAL_SIGNATURE = b"HEAP"
+_FREE_NULL = 1  # the end of a local heap's free list
 _SUPERBLOCK = b"\x89HDF\r\n\x1a\n"
 _WORD = 1 << 64  # size_t
 _LENGTHS = {2: "<H", 4: "<L", 8: "<Q"}
@@ -33,7 +35,10 @@ class HeapCheckedFile(io.RawIOBase):
         super().__init__()
         self._file = file
         self._where = where
-        self._length = "<Q"  # the superblock's "size of lengths": 8 unless it says otherwise
+        # the superblock's "size of offsets" and "size of lengths": 8 unless it says otherwise
+        self._offset = self._length = "<Q"
+        self._size = file.seek(0, io.SEEK_END)
+        file.seek(0)
 
     def readable(self) -> bool:
         return True
@@ -56,12 +61,15 @@ class HeapCheckedFile(io.RawIOBase):
                 self._superblock(bytes(memoryview(buffer)[:count]))
             elif head[:4] == _SIGNATURE and head[4] == 1:
                 self._check_heap(start, bytes(memoryview(buffer)[:count]))
+            elif head[:4] == _LOCAL_SIGNATURE and head[4] == 0:
+                self._check_local_heap(start, bytes(memoryview(buffer)[:count]))
         return count
 
     def _superblock(self, data: bytes) -> None:
         version = data[8]
         at = 13 if version in (0, 1) else 9 if version in (2, 3) else None
         if at is not None and len(data) > at + 1:
+            self._offset = _LENGTHS.get(data[at], self._offset)
             self._length = _LENGTHS.get(data[at + 1], self._length)
 
     def _check_heap(self, start: int, data: bytes) -> None:
@@ -69,10 +77,7 @@ class HeapCheckedFile(io.RawIOBase):
         header = 8 + layout.size  # signature, version, 3 reserved, collection size
         (size,) = layout.unpack_from(data, 8)
         if size > len(data):  # HDF5 reads 4 KiB first, then the rest: read it all now
-            here = self._file.tell()
-            self._file.seek(start + len(data))
-            data += self._file.read(min(size - len(data), 1 << 30))
-            self._file.seek(here)
+            data += self._read_at(start + len(data), min(size - len(data), 1 << 30))
         end = min(size, len(data))  # beyond the file's end HDF5 fails by itself
         object_header = 8 + layout.size  # index, references, 4 reserved, object size
         at = header
@@ -91,3 +96,43 @@ class HeapCheckedFile(io.RawIOBase):
             if need > end - at:  # HDF5 reports "ran off end of input buffer" itself
                 return
             at += need
+
+    def _check_local_heap(self, start: int, data: bytes) -> None:
+        """A local heap (a group's link names) whose free list comes back to a
+        block it has passed: HDF5 follows it forever, allocating at each step
+        (H5HL__fl_deserialize), until the machine runs out of memory."""
+        length, offset = struct.Struct(self._length), struct.Struct(self._offset)
+        if len(data) < 8 + 2 * length.size + offset.size:
+            return
+        (size,) = length.unpack_from(data, 8)
+        (free,) = length.unpack_from(data, 8 + length.size)
+        (address,) = offset.unpack_from(data, 8 + 2 * length.size)
+        if free == _FREE_NULL or size >= self._size or address >= self._size:
+            return  # no free list, or a block HDF5 cannot read: it says so itself
+        block = self._read_at(address, size)
+        seen = set()
+        while free != _FREE_NULL:
+            if free >= size or free + 2 * length.size > len(block):
+                return  # HDF5 reports "bad heap free list" itself
+            if free in seen:
+                raise ArchiveError(
+                    self._where,
+                    f"the local heap at offset {start:,} is damaged: its free list comes "
+                    f"back to offset {free:,}, which makes HDF5 allocate forever (not read)",
+                    "the file is damaged or crafted; re-save or re-download the model",
+                )
+            seen.add(free)
+            (following,) = length.unpack_from(block, free)
+            (free_size,) = length.unpack_from(block, free + length.size)
+            if following == 0 or free + free_size > size:
+                return  # errors of HDF5's own
+            free = following
+
+    def _read_at(self, at: int, count: int) -> bytes:
+        """`count` bytes at `at` (fewer at the file's end), the position kept."""
+        here = self._file.tell()
+        try:
+            self._file.seek(at)
+            return self._file.read(count)
+        finally:
+            self._file.seek(here)

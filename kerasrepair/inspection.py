@@ -13,7 +13,7 @@ from .archive import Archive, Limits, open_archive
 from .context import Context
 from .findings import Finding
 from .graph import Layer, ModelGraph, TensorRef
-from .weights import WeightsTree
+from .weights_tree import WeightsTree
 
 REPORT_VERSION = 1
 

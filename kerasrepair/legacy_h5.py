@@ -232,6 +232,9 @@ def _refuse_links(h5: h5py.File, where: str) -> None:
         )
 
 
+TEXT_CLASSES = (h5py.h5t.STRING, h5py.h5t.FLOAT, h5py.h5t.INTEGER, h5py.h5t.ENUM)
+
+
 def _attribute(obj: h5py.HLObject, name: str, where: str) -> Any:
     attr_id = h5py.h5a.open(obj.id, name.encode())
     try:
@@ -246,7 +249,9 @@ def _attribute(obj: h5py.HLObject, name: str, where: str) -> Any:
             f"beyond a Keras file's (not read)",
             RESAVE,
         )
-    if attr_id.dtype.kind not in "OSUfiub":  # strings, and the empty float64 list
+    # strings, and the empty float64 list; never a variable-length sequence
+    # (kind "O" too), whose conversion crashes HDF5 when its type is damaged
+    if attr_id.dtype.kind not in "OSUfiub" or attr_id.get_type().get_class() not in TEXT_CLASSES:
         raise ArchiveError(
             f"{where}:{obj.name}",
             f"attribute '{name}' has type {attr_id.dtype}, not text",

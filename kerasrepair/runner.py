@@ -16,7 +16,7 @@ from .edit import Edit
 from .findings import Finding
 
 if TYPE_CHECKING:
-    from .weights import WeightsTree
+    from .weights_tree import WeightsTree
 
 
 def run(

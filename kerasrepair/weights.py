@@ -17,159 +17,30 @@ import dataclasses
 import io
 import math
 import os
-import re
 import tokenize
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import BinaryIO
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5l, h5o
+from h5py import h5a, h5d, h5l, h5o, h5t
 
-from .edit import CopyGroup, DeleteGroup, GroupOp, SetLayerName
 from .errors import ArchiveError
 from .hdf5_file import HeapCheckedFile
+from .weights_tree import (
+    BOMB_FLOOR,
+    BOMB_RATIO,
+    OPTIMIZER,
+    VarGroups,
+    Variable,
+    WeightsProblem,
+    WeightsTree,
+    natural_key,
+)
 
-OPTIMIZER = "optimizer/"
-_OPTIMIZER_GROUPS = (OPTIMIZER, "optimizer_weights/")  # Keras 3's, a legacy HDF5 model's
-
-
-@dataclass(frozen=True)
-class Variable:
-    path: str  # e.g. "layers/dense/vars/0"
-    shape: tuple[int, ...]
-    dtype: str
-    nbytes: int
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-
-# A dataset that declares more than BOMB_FLOOR bytes must store at least
-# 1/BOMB_RATIO of it, or be a shape bomb (KR910). Below the floor a lie costs
-# at most 64 MiB, and the storage size is not even asked: no cost on the
-# thousands of small weights of a big model. Deflate, HDF5's one built-in
-# compressor, cannot pass ~1032:1 (an all-zero float32 dataset gzip'd in one
-# chunk: 1029x), so a real weight, even all zeros, stays within 2000x; beyond
-# it, chunks were never written, and reading allocates what is declared
-# (CVE-2026-0897). Keras 3.15 refuses beyond 4 GiB and 1000x; this is stricter
-# and never fires on weights Keras wrote (contiguous, uncompressed: 1x).
-BOMB_FLOOR = 64 << 20
-BOMB_RATIO = 2000
-
-
-@dataclass(frozen=True)
-class WeightsProblem:
-    path: str
-    what: str
-    # the rule that reports it: KR901 (a link or storage outside the file, or
-    # unreadable), KR910 (declares far more data than it stores)
-    code: str = "KR901"
-
-
-@dataclass
-class WeightsTree:
-    format: str  # "h5", "npz", "none", or "legacy-h5" (a Keras 2 HDF5 model's model_weights)
-    entry: str | None
-    variables: list[Variable] = field(default_factory=list)
-    # group path of each `vars` group -> the layer name Keras stored on it
-    # (Keras 3.6+ writes a `name` attribute), or None
-    var_groups: dict[str, str | None] = field(default_factory=dict)
-    problems: list[WeightsProblem] = field(default_factory=list)
-    optimizer_iterations: int | None = None
-    # npz keys holding pickled object arrays: never unpickled, so not described
-    pickled: list[str] = field(default_factory=list)
-    _params_by_group: dict[str, int] | None = field(default=None, repr=False)
-
-    @property
-    def model_variables(self) -> list[Variable]:
-        return [v for v in self.variables if not v.path.startswith(_OPTIMIZER_GROUPS)]
-
-    @property
-    def optimizer_variables(self) -> list[Variable]:
-        return [v for v in self.variables if v.path.startswith(_OPTIMIZER_GROUPS)]
-
-    def listing(self) -> list[str]:
-        """One line per `vars` group (`path/`) and per variable (`path shape
-        dtype`), in natural order: what `fix --diff` compares."""
-        lines = [(path, f"{path}/") for path in self.var_groups]
-        lines += [(v.path, f"{v.path} {v.shape} {v.dtype}") for v in self.variables]
-        return [line for _, line in sorted(lines, key=lambda item: _natural_key(item[0]))]
-
-    def params_under(self, group: str) -> int:
-        """Number of weight values stored under a group path, e.g. `layers/dense`."""
-        if self._params_by_group is None:
-            totals: dict[str, int] = {}
-            for variable in self.variables:
-                parts = variable.path.split("/")
-                for end in range(1, len(parts)):
-                    prefix = "/".join(parts[:end])
-                    totals[prefix] = totals.get(prefix, 0) + variable.size
-            self._params_by_group = totals
-        return self._params_by_group.get(group.rstrip("/"), 0)
-
-    def unclaimed_groups(self, claimed: set[str]) -> list[str]:
-        """The groups holding model weights (not the optimizer's) under none of
-        the `claimed` paths (the layers' groups, `layers/dense`), sorted."""
-
-        def under_claimed(group: str) -> bool:
-            parts = group.split("/")
-            return any("/".join(parts[:end]) in claimed for end in range(1, len(parts) + 1))
-
-        return sorted(
-            group
-            for group in {path.removesuffix("/vars") for path in self.var_groups}
-            if group != "vars"
-            and not (group + "/").startswith(OPTIMIZER)
-            and not under_claimed(group)
-            and self.params_under(group)
-        )
-
-    def edited(self, ops: list[GroupOp]) -> WeightsTree:
-        """The tree the group operations `ops` leave, computed from the paths
-        alone (what `weights_edit.apply_ops` does to the file, which the writer
-        checks against this)."""
-        variables = {v.path: v for v in self.variables}
-        groups = dict(self.var_groups)
-        for op in ops:
-            if isinstance(op, SetLayerName):
-                key = f"{op.group}/vars"
-                if groups.get(key) is not None:
-                    groups[key] = op.layer_name
-                continue
-            source = op.path if isinstance(op, DeleteGroup) else op.source
-            if not any(_under(path, source) for path in (*variables, *groups)):
-                continue  # as in the file: Keras stored nothing there
-            moved_variables = {p: v for p, v in variables.items() if _under(p, source)}
-            moved_groups = {p: n for p, n in groups.items() if _under(p, source)}
-            if not isinstance(op, CopyGroup):
-                for path in moved_variables:
-                    del variables[path]
-                for path in moved_groups:
-                    del groups[path]
-            if isinstance(op, DeleteGroup):
-                continue
-            if any(_under(path, op.target) for path in (*variables, *groups)):
-                raise ValueError(f"{op.describe()}: {op.target} exists already")
-            for path, variable in moved_variables.items():
-                new = op.target + path[len(source) :]
-                variables[new] = dataclasses.replace(variable, path=new)
-            for path, name in moved_groups.items():
-                groups[op.target + path[len(source) :]] = name
-        tree = WeightsTree(
-            format=self.format,
-            entry=self.entry,
-            variables=sorted(variables.values(), key=lambda v: _natural_key(v.path)),
-            var_groups=dict(sorted(groups.items(), key=lambda item: _natural_key(item[0]))),
-            problems=list(self.problems),
-            optimizer_iterations=self.optimizer_iterations
-            if any(p.startswith(OPTIMIZER) for p in variables)
-            else None,
-            pickled=list(self.pickled),
-        )
-        return tree
+# what h5py and numpy raise on damaged bytes
+READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, OverflowError)
 
 
 def legacy_tree(legacy) -> WeightsTree:
@@ -208,14 +79,21 @@ def planned_tree(plan, source: WeightsTree) -> WeightsTree:
     return WeightsTree(
         format="h5",
         entry="model.weights.h5",
-        variables=sorted(variables, key=lambda v: _natural_key(v.path)),
-        var_groups={g: names.get(g) for g in sorted(groups, key=_natural_key)},
+        variables=sorted(variables, key=lambda v: natural_key(v.path)),
+        var_groups={g: names.get(g) for g in sorted(groups, key=natural_key)},
         optimizer_iterations=iterations,
     )
 
 
-def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:
-    """The tree of the HDF5 weights in `file` (seekable); `where` names it in errors."""
+def read_h5(
+    file: BinaryIO,
+    entry: str,
+    where: str,
+    read_later: Callable[[list[str]], dict[str, str | None]] | None = None,
+) -> WeightsTree:
+    """The tree of the HDF5 weights in `file` (seekable); `where` names it in
+    errors. With `read_later` (`read_names` of the same file), the layer
+    names on `vars` groups are read when first used (`VarGroups`), not now."""
     tree = WeightsTree(format="h5", entry=entry)
     size = file.seek(0, io.SEEK_END)
     file.seek(0)
@@ -231,30 +109,52 @@ def read_h5(file: BinaryIO, entry: str, where: str) -> WeightsTree:
                 "the weights are damaged; re-save the model",
             ) from None
         with h5:
-            _read_tree(h5, tree, size)
+            named = _read_tree(h5, tree, size)
+            if read_later is None:
+                tree.var_groups = {**tree.var_groups, **_names(h5, named)}
+    if read_later is not None:
+        tree.var_groups = VarGroups(tree.var_groups, named, read_later)
     return tree
+
+
+def read_names(file: BinaryIO, groups: list[str], where: str) -> dict[str, str | None]:
+    """The layer names stored on the `vars` groups `groups` of the HDF5 weights in `file`."""
+    with io.BufferedReader(file, 4096) as raw:
+        try:
+            with h5py.File(HeapCheckedFile(raw, where), "r") as h5:
+                return _names(h5, groups)
+        except READ_ERRORS as e:
+            raise ArchiveError(
+                where,
+                f"is damaged ({e})",
+                "the weights cannot be read; re-save or re-download the model",
+            ) from None
 
 
 def read_h5_file(path: str | os.PathLike, entry: str) -> WeightsTree:
     """The tree of an HDF5 weights file on disk, e.g. an edited scratch copy."""
     tree = WeightsTree(format="h5", entry=entry)
     with h5py.File(path, "r") as h5:
-        _read_tree(h5, tree, os.path.getsize(path))
+        named = _read_tree(h5, tree, os.path.getsize(path))
+        tree.var_groups = {**tree.var_groups, **_names(h5, named)}
     return tree
 
 
-def _under(path: str, group: str) -> bool:
-    return path == group or path.startswith(group + "/")
+def _names(h5: h5py.File, groups: list[str]) -> dict[str, str | None]:
+    return {group: _name_attribute(h5.id, group.encode()) for group in groups}
 
 
-def _read_tree(h5: h5py.File, tree: WeightsTree, file_size: int) -> None:
-    _walk(h5, tree, file_size)
+def _read_tree(h5: h5py.File, tree: WeightsTree, file_size: int) -> list[str]:
+    """The walk; returns the `vars` groups whose layer names are not read yet."""
+    named = _walk(h5, tree, file_size)
     _read_iterations(h5, tree)
-    tree.variables.sort(key=lambda v: _natural_key(v.path))
+    tree.variables.sort(key=lambda v: natural_key(v.path))
+    return named
 
 
-def _walk(h5: h5py.File, tree: WeightsTree, file_size: int) -> None:
-    """Record every dataset and `vars` group; report links that lead elsewhere.
+def _walk(h5: h5py.File, tree: WeightsTree, file_size: int) -> list[str]:
+    """Record every dataset and `vars` group; report links that lead elsewhere;
+    return the `vars` groups with attributes (a layer name, unread yet).
 
     HDF5's own visitors, through h5py's low-level API (twice as fast as
     building h5py's Group and Dataset objects): the object visitor (H5Ovisit)
@@ -265,13 +165,17 @@ def _walk(h5: h5py.File, tree: WeightsTree, file_size: int) -> None:
     variable), and what it names is never opened: not even whether it exists.
     """
     file_id = h5.id
+    groups: dict[str, None] = {}
+    named: list[str] = []  # the groups with attributes: a name, maybe
 
     def on_object(name: bytes, info) -> None:
         path = name.decode("utf-8", "replace")
         if info.type == h5o.TYPE_DATASET:
             _add_dataset(h5d.open(file_id, name), path, tree, file_size)
         elif info.type == h5o.TYPE_GROUP and path.rsplit("/", 1)[-1] == "vars":
-            tree.var_groups[path] = _name_attribute(file_id, name) if info.num_attrs else None
+            groups[path] = None
+            if info.num_attrs:
+                named.append(path)
 
     def on_link(name: bytes, info) -> None:
         if info.type != h5l.TYPE_HARD:
@@ -280,6 +184,8 @@ def _walk(h5: h5py.File, tree: WeightsTree, file_size: int) -> None:
 
     h5o.visit(file_id, on_object, info=True)
     file_id.links.visit(on_link, info=True)  # cheap once the objects are cached
+    tree.var_groups = groups
+    return named
 
 
 def _link_text(file_id: h5py.h5f.FileID, name: bytes, kind: int) -> str:
@@ -361,11 +267,16 @@ def _bytes_text(count: int) -> str:
 
 def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
     """The layer name Keras 3.6+ stores on a `vars` group, if it is a short string."""
-    if not h5a.exists(file_id, b"name", obj_name=group):  # opening a missing one costs 1 ms
+    try:
+        if not h5a.exists(file_id, b"name", obj_name=group):  # opening a missing one costs 1 ms
+            return None
+    except KeyError:  # a group whose name is no UTF-8 (its path was decoded with U+FFFD)
         return None
     attribute = h5a.open(file_id, b"name", obj_name=group)
     dtype = attribute.dtype
     if dtype.kind not in "OSU" or attribute.shape != () or attribute.get_storage_size() > 4096:
+        return None
+    if attribute.get_type().get_class() != h5t.STRING:  # a damaged type crashes HDF5's read
         return None
     value = np.empty((), dtype)
     attribute.read(value)
@@ -401,7 +312,7 @@ def read_npz(file: BinaryIO, entry: str, where: str) -> WeightsTree:
         with npz:
             for info in npz.infolist():
                 _add_npy_header(npz, info, tree)
-    tree.variables.sort(key=lambda v: _natural_key(v.path))
+    tree.variables.sort(key=lambda v: natural_key(v.path))
     return tree
 
 
@@ -439,7 +350,3 @@ def _add_npy_header(npz: zipfile.ZipFile, info: zipfile.ZipInfo, tree: WeightsTr
         )
         return
     tree.variables.append(Variable(key, shape, str(dtype), declared))
-
-
-def _natural_key(path: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]

@@ -21,6 +21,7 @@ import io
 import json
 import marshal
 import os
+import resource
 import socket
 import struct
 import subprocess
@@ -502,8 +503,10 @@ def test_damaged_hdf5_weights_are_one_line(tmp_path):
         for i in range(start + offset, start + offset + 4):
             data[i] ^= 0xFF
         path = written(tmp_path, bytes(data), f"damaged_{offset}.keras")
+        if offset == 1912:  # the heap of the layer names: read only when one is used
+            assert check.check_archive(path).findings == []
         with pytest.raises(ArchiveError) as refused:
-            check.check_archive(path)
+            inspection.inspect_archive(path)
         assert refused.value.where == f"{path}:model.weights.h5"
         assert refused.value.what.startswith("is damaged (")
         said.add(refused.value.what.split("(")[1])
@@ -547,14 +550,70 @@ HEAP_HANGS = {  # what the fuzzer found, in Keras 2's model_config and Keras 3.6
 }
 
 
+def _address_space(limit: int):
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return limited
+
+
 def run_process(args: list, timeout: float = 60) -> subprocess.CompletedProcess:
-    """A command in a child: a hang in native code fails the test, not the run."""
+    """A command in a child: a hang or a crash in native code fails the test,
+    not the run; 4 GiB of address space, so HDF5 allocating forever ends too."""
     return subprocess.run(
         [sys.executable, "-m", "kerasrepair", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=_address_space(4 << 30),
     )
+
+
+def local_heap_going_round(data: bytes) -> bytes:
+    """`data` (an HDF5 file) with the first free block of a group's local heap
+    (its link names) naming itself as the next: HDF5 2.0.0 follows the free
+    list forever, allocating at each step, until memory runs out."""
+    at = 0
+    while (at := data.find(b"HEAP\x00", at + 1)) >= 0:
+        free, address = struct.unpack_from("<QQ", data, at + 16)
+        if free != 1:  # 1: no free block
+            block = address + free
+            return data[:block] + struct.pack("<Q", free) + data[block + 8 :]
+    raise AssertionError("no local heap with a free block")
+
+
+def vlen_of_no_kind(data: bytes, attribute: bytes) -> bytes:
+    """`data` with the variable-length string type of `attribute` made neither
+    a sequence nor a string (type 4): HDF5 2.0.0 crashes (SIGSEGV) reading it."""
+    at = data.index(attribute + b"\x00\x00\x00\x00\x19\x01") + len(attribute) + 5
+    return data[:at] + b"\x14" + data[at + 1 :]
+
+
+@pytest.mark.parametrize("source", ["keras2.h5", "keras3.keras"])
+def test_hdf5_structures_that_crash_or_exhaust_hdf5_are_refused(source, tmp_path):
+    """Found by atheris: a local heap's free list going round (HDF5 allocated
+    23 GB and was killed) and a string type of no kind (SIGSEGV)."""
+    for case, damage in {
+        "heap": local_heap_going_round,
+        "type": lambda data: vlen_of_no_kind(
+            data, b"weight_names" if source == "keras2.h5" else b"name"
+        ),
+    }.items():
+        if source == "keras2.h5":
+            path = written(tmp_path, damage(LEGACY.read_bytes()), f"{case}.h5")
+        else:
+            weights = damage(entries_of(MLP)["model.weights.h5"])
+            path = archive_with(tmp_path, weights=weights)
+        for command in (["inspect"], ["check"]):
+            finished = run_process(command + [path])
+            if case == "type" and source == "keras3.keras":  # a `name` that is no string:
+                assert finished.returncode == 0, finished.stderr  # the layer's is not known
+                continue
+            assert finished.returncode == 2, (case, finished.returncode, finished.stderr)
+            assert finished.stdout == "" and len(finished.stderr.splitlines()) == 1
+            assert "internal error" not in finished.stderr
+            said = "free list comes back" if case == "heap" else "'weight_names' has type object"
+            assert said in finished.stderr, finished.stderr
 
 
 @pytest.mark.parametrize("case", sorted(HEAP_HANGS))
@@ -567,14 +626,19 @@ def test_a_global_heap_that_never_ends_is_refused_before_hdf5_reads_it(case, sou
     else:
         weights = heap_that_never_ends(entries_of(MLP)["model.weights.h5"], *HEAP_HANGS[case])
         path = archive_with(tmp_path, weights=weights)
-    output = tmp_path / "out" / "fixed.keras"
-    for command in (["inspect"], ["check"], ["fix", "-o", output]):
+    output = tmp_path / "fixed.keras"
+    commands = [["inspect"], ["check"], ["fix", "-o", output]]
+    if source == "keras3.keras":  # the heap holds the layer names on `vars` groups,
+        for command in commands[1:]:  # which check and fix read only to explain a finding
+            assert run_process(command + [path]).returncode == 0
+        commands = commands[:1]
+    for command in commands:
         finished = run_process(command + [path])
         assert finished.returncode == 2, finished.stderr
         assert finished.stdout == "" and len(finished.stderr.splitlines()) == 1, finished.stderr
         assert "global heap at offset" in finished.stderr, finished.stderr
         assert "makes HDF5 loop forever (not read)" in finished.stderr
-    assert not output.parent.exists()
+    assert output.exists() == (source == "keras3.keras")
 
 
 def test_the_global_heaps_of_real_files_are_checked_and_read(monkeypatch):

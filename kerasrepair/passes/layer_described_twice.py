@@ -30,7 +30,7 @@ from ..findings import ERROR, SAFE, SOMETIMES, Change, Finding, Rule
 from ..graph import Layer, ModelGraph
 
 if TYPE_CHECKING:
-    from ..weights import WeightsTree  # h5py is imported only when weights are read
+    from ..weights_tree import WeightsTree
 
 EXPLANATION = """\
 A Functional model whose outputs (or layers) use a tensor from *inside* a

@@ -26,7 +26,7 @@ from ..findings import ERROR, NEVER, Finding, Rule
 from ..graph import FUNCTIONAL, SUBCLASSED, Layer, ModelGraph, is_builtin
 
 if TYPE_CHECKING:
-    from ..weights import WeightsTree  # h5py is imported only when weights are read
+    from ..weights_tree import WeightsTree
 
 EXPLANATION = """\
 Keras stores a layer's variables in model.weights.h5 under a group named

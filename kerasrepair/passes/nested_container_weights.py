@@ -31,7 +31,7 @@ from ..edit import DeleteGroup, Edit, MoveGroup
 from ..findings import ERROR, SAFE, SOMETIMES, UNSAFE, Change, Finding, Rule
 
 if TYPE_CHECKING:
-    from ..weights import WeightsTree  # h5py is imported only when weights are read
+    from ..weights_tree import WeightsTree
 
 EXPLANATION = """\
 Keras stores the weights of the sub-layers a layer or model holds in a list
