@@ -7,8 +7,10 @@ Compares
   * `kerasrepair inspect` with Keras `load_model` + `model.summary()`;
   * `kerasrepair check` (against the release that saved it, and against 3.10,
     where every layer has findings) with Keras `load_model`, the other way to
-    learn whether an archive loads;
-  * the raw-copy writer (copy, then re-open and CRC-check) with `cp`;
+    learn whether an archive loads, and with itself reading the weights tree in
+    the same process (KERASREPAIR_PREFETCH=0) rather than in a forked child;
+  * the raw-copy writer (copy, then re-open and CRC-check) with `cp`, and
+    `kerasrepair fix --keras 3.10` (a port: 1,038 arguments dropped) with `cp`;
   * `kerasrepair fix` of one numpy literal with `cp` and with a Keras
     `load_model` + `save` round trip (which Keras 3.15.1 can do on this file);
   * `kerasrepair fix old.h5 -o new.keras` of a Keras 2 EfficientNetB0 (saved by
@@ -38,13 +40,13 @@ BIN = Path(PYTHON).parent
 ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
 
 
-def timed(command: list[str], runs: int, before=None, statuses=(0,)) -> float:
+def timed(command: list[str], runs: int, before=None, statuses=(0,), env=None) -> float:
     times = []
     for _ in range(runs):
         if before:
             before()
         start = time.perf_counter()
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, env=ENV)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, env=env or ENV)
         times.append(time.perf_counter() - start)
         if done.returncode not in statuses:
             raise SystemExit(f"{' '.join(command)} exited {done.returncode}")
@@ -105,8 +107,13 @@ def main() -> int:
         [PYTHON, "-c", "import sys, keras; keras.saving.load_model(sys.argv[1])", str(archive)],
         max(1, min(args.runs, 3)),
     )
+    one_process = dict(ENV, KERASREPAIR_PREFETCH="0")  # the weights read in the same process
+    check_alone = timed(
+        [*kerasrepair, "check", "--keras", "3.10", str(archive)], args.runs, None, (1,), one_process
+    )
     report("kerasrepair check", check, keras_load_only, "keras load_model")
     report("kerasrepair check --keras 3.10", check_old, keras_load_only, "keras load_model")
+    report("kerasrepair check --keras 3.10", check_old, check_alone, "the same in one process")
 
     with tempfile.TemporaryDirectory(dir=HERE) as scratch:
         copy_target = Path(scratch) / "copy.keras"
@@ -145,6 +152,12 @@ def main() -> int:
             clear,
         )
         report("writer, copy only (no check)", copy_only, cp, "cp")
+        port = timed(
+            [*kerasrepair, "fix", str(archive), "--keras", "3.10", "-o", str(written)],
+            args.runs,
+            clear,
+        )
+        report("kerasrepair fix --keras 3.10", port, cp, "cp")
 
         numpy_archive = CACHE / "efficientnetb7_numpy.keras"
         if numpy_archive.exists():
