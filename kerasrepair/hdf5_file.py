@@ -13,8 +13,11 @@ collection with a read that starts at its "GCOL" signature.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import resource
 import struct
+import threading
 from typing import BinaryIO
 
 from .errors import ArchiveError
@@ -136,3 +139,30 @@ class HeapCheckedFile(io.RawIOBase):
             return self._file.read(count)
         finally:
             self._file.seek(here)
+
+
+@contextlib.contextmanager
+def bounded_memory(file_size: int):
+    """While HDF5 converts a variable-length value of a file of `file_size`
+    bytes: room to map what the file could hold (3x its size and 64 MiB more),
+    not what it declares. HDF5 allocates, and zeroes, the length a string's
+    heap reference declares (up to 4 GiB) before it reads the heap that would
+    say the length is wrong; beyond the room its allocation fails, and h5py
+    says so. Only in a process of one thread: the limit is the whole process's."""
+    if threading.active_count() > 1 or not hasattr(resource, "RLIMIT_AS"):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:  # pages mapped now
+        mapped = int(statm.read().split()[0]) * resource.getpagesize()
+    limit = mapped + 3 * file_size + (64 << 20)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY and soft <= limit:
+        yield  # a tighter limit is set already
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

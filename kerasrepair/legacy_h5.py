@@ -46,7 +46,7 @@ import numpy as np
 from h5py import h5d, h5l
 
 from .errors import ArchiveError
-from .hdf5_file import HeapCheckedFile
+from .hdf5_file import HeapCheckedFile, bounded_memory
 from .weights import BOMB_FLOOR, BOMB_RATIO
 
 MODEL = "model"
@@ -258,8 +258,9 @@ def _attribute(obj: h5py.HLObject, name: str, where: str) -> Any:
             RESAVE,
         )
     try:
-        return obj.attrs[name]
-    except (OSError, TypeError, ValueError) as e:
+        with bounded_memory(obj.file.id.get_filesize()):
+            return obj.attrs[name]
+    except (OSError, TypeError, ValueError, MemoryError) as e:
         raise ArchiveError(
             f"{where}:{obj.name}", f"attribute '{name}' cannot be read ({e})", RESAVE
         ) from None

@@ -27,7 +27,7 @@ import numpy as np
 from h5py import h5a, h5d, h5l, h5o, h5t
 
 from .errors import ArchiveError
-from .hdf5_file import HeapCheckedFile
+from .hdf5_file import HeapCheckedFile, bounded_memory
 from .weights_tree import (
     BOMB_FLOOR,
     BOMB_RATIO,
@@ -279,7 +279,8 @@ def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
     if attribute.get_type().get_class() != h5t.STRING:  # a damaged type crashes HDF5's read
         return None
     value = np.empty((), dtype)
-    attribute.read(value)
+    with bounded_memory(file_id.get_filesize()):
+        attribute.read(value)
     value = value[()]
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")

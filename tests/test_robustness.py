@@ -589,6 +589,36 @@ def vlen_of_no_kind(data: bytes, attribute: bytes) -> bytes:
     return data[:at] + b"\x14" + data[at + 1 :]
 
 
+def string_of_4_gib(data: bytes) -> bytes:
+    """`data` (an HDF5 file) with the first variable-length string that refers
+    to its first global heap declaring 4 GiB: HDF5 allocates and zeroes that
+    much before it reads the heap object, which says otherwise."""
+    heap = data.index(b"GCOL")
+    reference = data.index(struct.pack("<Q", heap)) - 4  # length, heap address, index
+    return data[:reference] + struct.pack("<I", 2**32 - 16) + data[reference + 4 :]
+
+
+@pytest.mark.parametrize("source", ["keras2.h5", "keras3.keras"])
+def test_a_string_that_declares_4_gib_is_refused_in_bounded_memory(source, tmp_path):
+    if source == "keras2.h5":
+        path = written(tmp_path, string_of_4_gib(LEGACY.read_bytes()), source)
+    else:
+        path = archive_with(tmp_path, weights=string_of_4_gib(entries_of(MLP)["model.weights.h5"]))
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "kerasrepair", "inspect", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    stderr = child.stderr.read()
+    assert os.waitstatus_to_exitcode(status) == 2, stderr
+    assert "memory allocation failed" in stderr and len(stderr.splitlines()) == 1, stderr
+    assert usage.ru_maxrss < 400 * 1024, f"{usage.ru_maxrss / 1024:.0f} MiB"  # was 3.4 GiB
+    assert time.perf_counter() - started < 30  # was 3-4 s on a quiet machine
+
+
 @pytest.mark.parametrize("source", ["keras2.h5", "keras3.keras"])
 def test_hdf5_structures_that_crash_or_exhaust_hdf5_are_refused(source, tmp_path):
     """Found by atheris: a local heap's free list going round (HDF5 allocated
