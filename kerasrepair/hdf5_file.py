@@ -80,7 +80,7 @@ class HeapCheckedFile(io.RawIOBase):
         header = 8 + layout.size  # signature, version, 3 reserved, collection size
         (size,) = layout.unpack_from(data, 8)
         if size > len(data):  # HDF5 reads 4 KiB first, then the rest: read it all now
-            data += self._read_at(start + len(data), min(size - len(data), 1 << 30))
+            data += self._read_at(start + len(data), min(size, self._size - start) - len(data))
         end = min(size, len(data))  # beyond the file's end HDF5 fails by itself
         object_header = 8 + layout.size  # index, references, 4 reserved, object size
         at = header

@@ -40,7 +40,17 @@ from .weights_tree import (
 )
 
 # what h5py and numpy raise on damaged bytes
-READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, OverflowError)
+# (MemoryError: an allocation beyond `hdf5_file.bounded_memory`'s room)
+READ_ERRORS = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    MemoryError,
+)
 
 
 def legacy_tree(legacy) -> WeightsTree:
@@ -182,10 +192,29 @@ def _walk(h5: h5py.File, tree: WeightsTree, file_size: int) -> list[str]:
             path = name.decode("utf-8", "replace")
             tree.problems.append(WeightsProblem(path, _link_text(file_id, name, info.type)))
 
-    h5o.visit(file_id, on_object, info=True)
-    file_id.links.visit(on_link, info=True)  # cheap once the objects are cached
+    _visit(lambda visitor: h5o.visit(file_id, visitor, info=True), on_object)
+    _visit(lambda visitor: file_id.links.visit(visitor, info=True), on_link)  # cached by now
     tree.var_groups = groups
     return named
+
+
+def _visit(visit: Callable, callback: Callable) -> None:
+    """`visit(visitor)` calling `callback` on each object or link; an exception
+    the callback raises (h5py's, on damage) stops the visit and is raised
+    from here: raised through HDF5's visitor, h5py turns it into SystemError."""
+    failed: list[BaseException] = []
+
+    def visitor(name: bytes, info):
+        try:
+            callback(name, info)
+        except BaseException as e:  # noqa: BLE001 (raised below, as it was)
+            failed.append(e)
+            return 1  # anything but None stops the visit
+        return None
+
+    visit(visitor)
+    if failed:
+        raise failed[0]
 
 
 def _link_text(file_id: h5py.h5f.FileID, name: bytes, kind: int) -> str:

@@ -39,6 +39,7 @@ from typer.testing import CliRunner
 
 from conftest import MODELS, ROOT
 from kerasrepair import bytecode, check, fix, graph, inspection, open_archive
+from kerasrepair import weights as weights_module
 from kerasrepair.archive import Limits
 from kerasrepair.cli import app
 from kerasrepair.context import Context, Options
@@ -587,6 +588,33 @@ def vlen_of_no_kind(data: bytes, attribute: bytes) -> bytes:
     a sequence nor a string (type 4): HDF5 2.0.0 crashes (SIGSEGV) reading it."""
     at = data.index(attribute + b"\x00\x00\x00\x00\x19\x01") + len(attribute) + 5
     return data[:at] + b"\x14" + data[at + 1 :]
+
+
+def test_an_error_in_a_link_visit_is_that_error_not_a_system_error():
+    """h5py turns an exception raised through HDF5's link visitor into
+    SystemError (atheris: a soft link whose value cannot be read)."""
+    weights = h5py.File(io.BytesIO(entries_of(MLP)["model.weights.h5"]), "r")
+
+    def damaged(name, info):
+        raise RuntimeError("Unable to get link info (component not found)")
+
+    with pytest.raises(SystemError):  # what the walk had to avoid
+        weights.id.links.visit(damaged, info=True)
+    with pytest.raises(RuntimeError, match="component not found"):
+        weights_module._visit(lambda visitor: weights.id.links.visit(visitor, info=True), damaged)
+
+
+def test_a_global_heap_declaring_a_terabyte_is_read_only_to_the_file_end(tmp_path):
+    """atheris: the heap check read what the collection declared (up to 1 GiB)
+    while HDF5 converted a string, beyond the room `bounded_memory` leaves."""
+    data = entries_of(MLP)["model.weights.h5"]
+    heap = data.index(b"GCOL")
+    weights = data[: heap + 8] + struct.pack("<Q", 1 << 40) + data[heap + 16 :]
+    path = archive_with(tmp_path, weights=weights)
+    finished = run_process(["inspect", path])  # one thread: bounded_memory applies
+    assert finished.returncode == 2 and len(finished.stderr.splitlines()) == 1, finished.stderr
+    assert "model.weights.h5: " in finished.stderr and "internal error" not in finished.stderr
+    assert "()" not in finished.stderr  # HDF5's own reason, not a MemoryError of the check's
 
 
 def string_of_4_gib(data: bytes) -> bytes:
