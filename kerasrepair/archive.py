@@ -106,8 +106,9 @@ class Entry:
 
 
 # weights trees being read elsewhere (`prefetch`: a child process), by the
-# archive's absolute path: `tree(identity)` gives the tree of the file with
-# that `Archive.identity`, or None (then the Archive reads it); `cancel()`
+# archive's absolute path: `tree(identity, read_names)` gives the tree of the
+# file with that `Archive.identity`, or None (then the Archive reads it);
+# `cancel()` stops the reading
 READ_AHEAD: dict[str, Any] = {}
 
 
@@ -170,7 +171,7 @@ class Archive:
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
-        ahead = READ_AHEAD.pop(os.path.abspath(self.path), None) if READ_AHEAD else None
+        ahead = self._read_ahead()
         if ahead is not None:
             ahead.cancel()
 
@@ -223,7 +224,7 @@ class Archive:
 
     def weights(self):
         """The weights tree (`weights.WeightsTree`), read on first use, metadata only."""
-        ahead = READ_AHEAD.pop(os.path.abspath(self.path), None) if READ_AHEAD else None
+        ahead = self._read_ahead()
         if ahead is not None and self._weights is None and self.legacy is None:
             self._weights = ahead.tree(self.identity, self._read_names)  # None: read it here
         elif ahead is not None:
@@ -254,6 +255,10 @@ class Archive:
                         "the weights cannot be read; re-save or re-download the model",
                     ) from None
         return self._weights
+
+    def _read_ahead(self):
+        """The reading of this archive's weights tree started elsewhere, if any (once)."""
+        return READ_AHEAD.pop(os.path.abspath(self.path), None) if READ_AHEAD else None
 
     def _read_names(self, groups: list[str]) -> dict[str, str | None]:
         """The layer names on the `vars` groups `groups` of `model.weights.h5`,

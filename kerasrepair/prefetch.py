@@ -30,12 +30,11 @@ CHILD_SECONDS = 600
 
 
 class Pending:
-    """A child reading `path`'s weights tree: `tree()` waits for it."""
+    """A child reading an archive's weights tree: `tree()` waits for it."""
 
-    def __init__(self, pid: int, fd: int, path: Path):
+    def __init__(self, pid: int, fd: int):
         self._pid = pid
         self._fd = fd
-        self.path = path
 
     def tree(self, identity: tuple, read_names):
         """The child's tree of the file whose `identity` (`Archive.identity`) the
@@ -97,7 +96,7 @@ def start(path: str | os.PathLike) -> None:
         finally:
             os._exit(0)
     os.close(write)
-    READ_AHEAD[os.path.abspath(path)] = Pending(pid, read, path)
+    READ_AHEAD[os.path.abspath(path)] = Pending(pid, read)
 
 
 def _read(path: Path) -> dict | None:
