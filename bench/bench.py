@@ -144,6 +144,7 @@ def main() -> int:
                 "import sys; from kerasrepair import open_archive\n"
                 "from kerasrepair.writer import _write\nfrom pathlib import Path\n"
                 "with open_archive(sys.argv[1]) as a:\n"
+                "    Path(sys.argv[2]).touch()  # _write fills the temporary the writer makes\n"
                 "    _write(a, Path(sys.argv[2]), {}, set(), durable=False)",
                 str(archive),
                 str(written),

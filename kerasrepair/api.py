@@ -9,14 +9,15 @@ result.left        # the errors Keras 3.10 would still reject
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Collection
 
 from . import keras2, schema
 from .archive import Archive, open_archive
 from .context import DEFAULTS, Options
-from .fix import FixResult, fix
-from .writer import write_edit
+from .fix import FixResult, repair, result
+from .writer import Staged, staged_edit, write_edit, written_as_h5
 
 
 def fix_archive(
@@ -25,31 +26,49 @@ def fix_archive(
     options: Options = DEFAULTS,
     only: Collection[str] | None = None,
     skip: Collection[str] = (),
+    ahead: bool = False,
 ) -> FixResult:
     """Repair the archive at `path` into `output`: a new file, `path` itself
     (in place, with a backup until the result is checked), or None for a dry
     run that writes nothing. A Keras 2 model that cannot be fully converted
     is not written (`result.withheld`), nor is an archive ported to another
     release that the release would still reject (unless `only`/`skip` chose
-    the fixes): a half-done port loads nowhere it did not load before."""
+    the fixes): a half-done port loads nowhere it did not load before.
+
+    `ahead`: write the output in a forked child while the result is checked,
+    and keep it only if it is to be written (the CLI, a process of one
+    thread; see `writer.staged_edit`)."""
     with open_archive(path) as archive:
-        result = fix(archive, options, only, skip)
-        if output is not None:
-            write_result(archive, result, output, only or skip)
-    return result
+        if archive.format == "h5" and output is not None and not written_as_h5(output):
+            options = dataclasses.replace(options, written_as="keras")  # a conversion
+        ctx, edit = repair(archive, options, only, skip)
+        if output is None:
+            return result(ctx, edit)
+        with staged_edit(archive, edit, output, ahead) as staged:
+            fixed = result(ctx, edit)
+            write_result(archive, fixed, output, only or skip, staged)
+    return fixed
 
 
 def write_result(
-    archive: Archive, result: FixResult, output: str | os.PathLike, chosen: Collection[str] = ()
+    archive: Archive,
+    result: FixResult,
+    output: str | os.PathLike,
+    chosen: Collection[str] = (),
+    staged: Staged | None = None,
 ) -> None:
-    """Write `result` to `output`, unless it is a conversion or a port the
-    target would still reject (`result.withheld_because` says why)."""
+    """Write `result` to `output` (or commit `staged`, its output written
+    ahead), unless it is a conversion or a port the target would still
+    reject (`result.withheld_because` says why)."""
     # a security finding (KR9xx) stays reported, but leaves no conversion or
     # port incomplete: the target loads the model
     if any(not finding.code.startswith("KR9") for finding in result.left):
         result.withheld_because = _incomplete(archive, result.target, chosen)
     if not result.withheld:
-        write_edit(archive, result.edit, output)
+        if staged is not None:
+            staged.commit()
+        else:
+            write_edit(archive, result.edit, output)
         result.output = str(output)
 
 

@@ -256,6 +256,12 @@ class Archive:
                     ) from None
         return self._weights
 
+    @property
+    def weights_read_elsewhere(self) -> bool:
+        """Whether a child is reading the weights tree (`prefetch`): work on the
+        config done before `weights()` waits for it costs no time."""
+        return self._weights is None and os.path.abspath(self.path) in READ_AHEAD
+
     def _read_ahead(self):
         """The reading of this archive's weights tree started elsewhere, if any (once)."""
         return READ_AHEAD.pop(os.path.abspath(self.path), None) if READ_AHEAD else None

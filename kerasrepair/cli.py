@@ -118,7 +118,8 @@ def fix(
     _release(keras)
     only_codes, skip_codes = _codes(only), _codes(skip) or frozenset()
     target = path if in_place else output
-    result = _or_exit(fix_archive, path, target, options, only_codes, skip_codes)
+    # written ahead by a child while the result is checked: this process has one thread
+    result = _or_exit(fix_archive, path, target, options, only_codes, skip_codes, True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -185,6 +186,8 @@ def check(
     """Validate config.json against the schemas of a Keras release; run every pass's detect."""
     if len(paths) == 1:
         prefetch.start(paths[0])  # the weights tree, read by a child while this reads the config
+    else:
+        prefetch.stop()  # each archive's tree is read here
     from .check import check_archive
 
     _release(keras)
@@ -301,15 +304,15 @@ def batch(
     if scheduler is not None and executor != "dask":
         _usage("--scheduler is for --executor dask")
     resumed = report if resume else None
-    if html is not None:  # refused before the run, not after it
-        from .writer import check_output
+    from .writer import check_output, open_report
 
+    if html is not None:  # refused before the run, not after it
         _or_exit(check_output, html)
+    sink = _or_exit(open_report, report) if report is not None else None
     results = run_batch(
         sources, settings, jobs, timeout, resumed, summary, executor=executor, scheduler=scheduler
     )
     records: list[dict] = []  # for --html
-    sink = open(report, "a", encoding="utf-8") if report is not None else None  # noqa: SIM115
     try:
         with BatchProgress(summary) as progress:
             for number, record in enumerate(results, 1):

@@ -26,6 +26,9 @@ class Options:
     # --keras X.Y: the release to check and repair for ("3.10", "3.10.0");
     # None: the release that saved the archive
     keras: str | None = None
+    # the format `fix` writes, when not the archive's: "keras" for an HDF5
+    # model converted to a .keras archive, which Keras loads as one
+    written_as: str | None = None
 
 
 DEFAULTS = Options()

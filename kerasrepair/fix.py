@@ -87,9 +87,22 @@ def fix(
     which findings are reported. Raises ValueError for a `keras` with no schema,
     and `RepairError` when a chosen repair cannot be made.
     """
+    return result(*repair(archive, options, only, skip))
+
+
+def repair(
+    archive: Archive,
+    options: Options = DEFAULTS,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
+) -> tuple[Context, Edit]:
+    """`fix`'s first step: the repairs, recorded in an Edit (what is written),
+    and the context they leave."""
     edit = Edit.of(archive.config_bytes)
     ctx = Context(archive, edit.config, options)
     ctx.target  # noqa: B018 (a --keras with no schema fails before anything runs)
+    if archive.weights_read_elsewhere:  # meanwhile, what the rules derive from the config
+        ctx.graph, ctx.objects  # noqa: B018
     modules = [
         module
         for module in registry.MODULES
@@ -107,7 +120,14 @@ def fix(
             "date_saved": saved if isinstance(saved, str) else "1980-01-01@00:00:00",
             "converted_from": archive.keras_version,
         }
-    result = FixResult(
+    return ctx, edit
+
+
+def result(ctx: Context, edit: Edit) -> FixResult:
+    """`fix`'s second step: what the target release would still find in the
+    repaired archive (`check` of what is written)."""
+    archive = ctx.archive
+    fixed = FixResult(
         path=str(archive.path),
         target=ctx.target.keras_version,
         edit=edit,
@@ -121,9 +141,9 @@ def fix(
         ],
     )
     if edit.weight_ops or edit.weights_plan is not None:
-        result.weights_before = archive.weights()
-        result.weights_after = ctx.weights()
-    return result
+        fixed.weights_before = archive.weights()
+        fixed.weights_after = ctx.weights()
+    return fixed
 
 
 def _chosen(finding: Finding, options: Options) -> bool:

@@ -1,7 +1,7 @@
 """The weights tree read by a child process while this one checks config.json.
 
 Reading an archive's weights tree (`Archive.weights`) needs nothing of the
-config: h5py's import (~0.1 s) and the walk of the HDF5 metadata (~0.25 s for
+config: h5py's import (~0.1 s) and the walk of the HDF5 metadata (~0.2 s for
 EfficientNetB7's 2,674 objects) are about half of `check`. On a machine with
 more than one core, the CLI forks a child that reads the tree while the parent
 parses and validates config.json; the tree comes back as JSON through a pipe
@@ -9,97 +9,130 @@ parses and validates config.json; the tree comes back as JSON through a pipe
 platform without fork) and the parent reads the tree itself, as it always did;
 an unreadable weights entry is the same one-line error either way.
 
-Only the CLI forks (`kerasrepair check`, `fix`), before it has started a
-thread or opened the archive: a library caller's process may hold threads.
+The `kerasrepair` command forks the child first of all (`early`, before the
+CLI's own imports), so that h5py is imported while the parent imports the
+CLI; the child then waits for the archive's path, which the command sends
+once its arguments are parsed (`start`). Only the CLI forks, before it has
+started a thread or opened an archive: a library caller's process may hold
+threads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import sys
-from pathlib import Path
 
-from .archive import READ_AHEAD, open_entries
-from .errors import ArchiveError
-from .weights_tree import tree_from_dict, tree_to_dict
-
-CHILD_SECONDS = 600
+from . import forked
 
 
 class Pending:
     """A child reading an archive's weights tree: `tree()` waits for it."""
 
-    def __init__(self, pid: int, fd: int):
-        self._pid = pid
-        self._fd = fd
+    def __init__(self, child: forked.Child):
+        self._child = child
 
     def tree(self, identity: tuple, read_names):
         """The child's tree of the file whose `identity` (`Archive.identity`) the
         parent opened, or None when the parent must read it itself; raises the
         child's ArchiveError for weights that cannot be read. The layer names
         the child left unread are read by `read_names`, when used."""
-        try:
-            with os.fdopen(self._fd, "rb") as answer:
-                self._fd = -1
-                said = json.loads(answer.read() or b"null")
-        except (OSError, ValueError):
-            said = None
-        self._reap()
+        said = self._child.answer()
         if not isinstance(said, dict) or said.get("identity") != list(identity):
             return None  # killed, or another file stood at the path by then
+        from .errors import ArchiveError
+        from .weights_tree import tree_from_dict
+
         if "error" in said:
             raise ArchiveError(*said["error"])
         return tree_from_dict(said["tree"], read_names)
 
     def cancel(self) -> None:
         """Stop the child (the weights were never needed)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-            self._reap()
+        self._child.cancel()
 
-    def _reap(self) -> None:
-        if self._pid:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._pid, 0)
-            self._pid = 0
+
+# the child forked by `early`, waiting for a path, and where the path is written
+_waiting: tuple[forked.Child, int] | None = None
+
+
+def early() -> None:
+    """Fork the child now, before the CLI's imports: it imports h5py meanwhile,
+    then waits for the path `start` sends (or for `stop`, or this process's
+    end, and exits)."""
+    global _waiting
+    if not _wanted():
+        return
+    path_read, path_write = os.pipe()
+    child = forked.run(lambda: _read_sent(path_read), close=(path_write,))
+    os.close(path_read)
+    _waiting = (child, path_write)
 
 
 def start(path: str | os.PathLike) -> None:
-    """Fork a child reading the weights tree of the archive at `path`, for the
-    Archive opened at `path` to take (`archive.READ_AHEAD`). Nothing where it
-    would not help (one core, no fork) or h5py is loaded already (a process
-    that has read HDF5, a test run, may hold its library's threads and locks);
-    KERASREPAIR_PREFETCH=0 turns it off, =1 on even with one core."""
+    """Have a child read the weights tree of the archive at `path`, for the
+    Archive opened at `path` to take (`archive.READ_AHEAD`): the one `early`
+    forked, or one forked now. Nothing where it would not help (one core, no
+    fork) or h5py is loaded already (a process that has read HDF5, a test run,
+    may hold its library's threads and locks); KERASREPAIR_PREFETCH=0 turns it
+    off, =1 on even with one core."""
+    global _waiting
+    from .archive import READ_AHEAD
+
+    path = os.path.abspath(path)
+    if _waiting is not None:
+        child, path_write = _waiting
+        _waiting = None
+        with contextlib.suppress(OSError):  # a dead child answers None: read here then
+            os.write(path_write, os.fsencode(path))
+        os.close(path_write)
+    elif _wanted() and "h5py" not in sys.modules:
+        child = forked.run(lambda: _read(path, forget_others=True))
+    else:
+        return
+    READ_AHEAD[path] = Pending(child)
+
+
+def stop() -> None:
+    """End the child `early` forked, if `start` did not use it (e.g. `check`
+    of many archives, each read here)."""
+    global _waiting
+    if _waiting is not None:
+        child, path_write = _waiting
+        _waiting = None
+        os.close(path_write)  # the child reads no path, and exits
+        child.cancel()
+
+
+def _wanted() -> bool:
     wanted = os.environ.get("KERASREPAIR_PREFETCH")  # "0": never (to compare); "1": always
-    if not hasattr(os, "fork") or "h5py" in sys.modules or wanted == "0":
-        return
-    if (os.cpu_count() or 1) < 2 and wanted != "1":
-        return
-    path = Path(path)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer, and never return into the CLI
-        os.close(read)
+    if wanted == "0" or not forked.possible():
+        return False
+    return (os.cpu_count() or 1) >= 2 or wanted == "1"
+
+
+def _read_sent(fd: int) -> dict | None:
+    """In the child `early` forked: h5py's import, then the tree of the archive
+    whose path the parent writes to `fd` (and closes it after; none: None)."""
+    # numpy's BLAS starts a thread per core when imported; this child does no algebra
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from . import weights  # noqa: F401 (imported while the parent has no path to send)
+
+    with os.fdopen(fd, "rb") as said:
+        path = said.read()
+    return _read(os.fsdecode(path)) if path else None
+
+
+def _read(path: str, forget_others: bool = False) -> dict | None:
+    """The answer of a child: the tree of the archive at `path`, and its
+    identity. `forget_others`: the read-ahead children this process started
+    before are not the child's to wait for."""
+    from .archive import READ_AHEAD, open_entries
+    from .errors import ArchiveError
+    from .weights_tree import tree_to_dict
+
+    if forget_others:
         READ_AHEAD.clear()
-        signal.alarm(CHILD_SECONDS)  # ends it even in native code, should HDF5 never return
-        try:
-            answer = json.dumps(_read(path)).encode()
-            with os.fdopen(write, "wb") as out:
-                out.write(answer)
-        finally:
-            os._exit(0)
-    os.close(write)
-    READ_AHEAD[os.path.abspath(path)] = Pending(pid, read)
-
-
-def _read(path: Path) -> dict | None:
     try:
         archive = open_entries(path)
     except BaseException:  # noqa: BLE001 (the parent opens it too, and says why)

@@ -9,7 +9,10 @@ directory, is re-opened and checked (every entry's place and size, config.json,
 every CRC, read in bounded chunks on two threads), and only then renamed over
 the target: a failure leaves nothing at the target path. When the rename
 replaces a file, the data is forced to disk (fsync) first. The same input and
-replacements always give the same bytes.
+replacements always give the same bytes. `staged_archive` and `staged_edit`
+split this in two: the CLI's `fix` has a forked child write and check the
+new archive while it checks its result, and renames it only if the result
+is to be written (`commit()`).
 
 Nothing is lost: an output path that is the input itself (by inode), a
 symbolic link or not a regular file is refused before anything is written
@@ -36,10 +39,10 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Collection, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 
+from . import forked
 from .archive import (
     CONFIG,
     METADATA,
@@ -92,13 +95,9 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
     if in_place:  # through a symbolic link: the file it names, beside which the backup goes
         target = Path(os.path.realpath(target))
     check_output(target)
-    if archive.format == "h5" and target.suffix.lower() in H5_SUFFIXES:
+    if archive.format == "h5" and written_as_h5(target):
         return _write_h5_model(archive, edit, target)
-    replacements: dict[str, bytes | os.PathLike] = {}
-    if edit.changes or archive.format == "h5":
-        replacements[CONFIG] = edit.config_json().encode()
-    if edit.metadata is not None:
-        replacements[METADATA] = json.dumps(edit.metadata).encode()
+    replacements: dict[str, bytes | os.PathLike] = _config_replacements(archive, edit)
     with contextlib.ExitStack() as scratch:
         if archive.format == "h5" and edit.weights_plan is None:
             raise RepairError(
@@ -126,6 +125,53 @@ def write_edit(archive: Archive, edit: Edit, target: str | os.PathLike) -> Path:
 
 
 H5_SUFFIXES = (".h5", ".hdf5", ".keras2")
+
+
+def written_as_h5(target: str | os.PathLike) -> bool:
+    """Whether an HDF5 model written to `target` stays one (`fix old.h5 -o
+    new.h5`); else it is converted to a .keras archive."""
+    return Path(target).suffix.lower() in H5_SUFFIXES
+
+
+@contextlib.contextmanager
+def staged_edit(
+    archive: Archive, edit: Edit, target: str | os.PathLike, ahead: bool = False
+) -> Iterator[Staged]:
+    """`write_edit` in two steps: `Staged.commit()` in the block writes (when
+    it has not yet) and puts the output in place; a block left without it
+    writes nothing. With `ahead`, an archive whose config.json or
+    metadata.json alone change is written and checked by a forked child from
+    the start of the block (`fix` checks its result meanwhile): the CLI's, a
+    process of one thread. Anything else is written by `commit()`."""
+    target = Path(target)
+    later = Staged(lambda: write_edit(archive, edit, target))
+    config_only = edit.weights_plan is None and not edit.weight_ops
+    if (
+        not ahead
+        or not config_only
+        or archive.format != "keras"
+        or _same_file(target, archive.path)
+    ):
+        yield later
+        return
+    replacements = _config_replacements(archive, edit)
+    with contextlib.ExitStack() as stack:
+        try:
+            staged = stack.enter_context(staged_archive(archive, target, replacements, ahead=True))
+        except (OSError, ArchiveError, WriteError):  # e.g. no such directory: said by
+            staged = later  # `commit()`, if it comes to that (not for an output withheld)
+        yield staged
+
+
+def _config_replacements(archive: Archive, edit: Edit) -> dict[str, bytes | os.PathLike]:
+    """The entries of `edit` that are JSON: config.json (when a fix changed it,
+    or the archive is an HDF5 model made one) and metadata.json."""
+    replacements: dict[str, bytes | os.PathLike] = {}
+    if edit.changes or archive.format == "h5":
+        replacements[CONFIG] = edit.config_json().encode()
+    if edit.metadata is not None:
+        replacements[METADATA] = json.dumps(edit.metadata).encode()
+    return replacements
 
 
 def _relaid_weights(archive: Archive, edit: Edit, directory: Path) -> Path:
@@ -222,6 +268,31 @@ def write_archive(
     keeps its place, date and compression; a new one is appended (in name
     order, stored). Returns the target path once the new archive is checked.
     """
+    with staged_archive(source, target, replacements, remove, limits) as staged:
+        return staged.commit()
+
+
+class Staged:
+    """An output on its way: `commit()` finishes it and puts it in place."""
+
+    def __init__(self, commit: Callable[[], Path]):
+        self.commit = commit
+
+
+@contextlib.contextmanager
+def staged_archive(
+    source: Archive,
+    target: str | os.PathLike,
+    replacements: Mapping[str, bytes | os.PathLike] | None = None,
+    remove: Collection[str] = (),
+    limits: Limits | None = None,
+    ahead: bool = False,
+) -> Iterator[Staged]:
+    """`write_archive` in two steps: the new archive is written to a temporary
+    beside `target` and checked, then `Staged.commit()` renames it into place;
+    a block left without `commit()` leaves the target as it was. With `ahead`,
+    a forked child writes and checks it from the start of the block; should it
+    fail or die, `commit()` writes it again here, and says why."""
     replacements = dict(replacements or {})
     target = Path(target)
     # Data is forced to disk before the rename only when the rename replaces a
@@ -230,19 +301,42 @@ def write_archive(
     durable = target.exists()
     if target.resolve() == source.path.resolve() and not replacements and not remove:
         remove_leftovers(target.resolve())
-        return target  # nothing to do, and never truncate the source
+        yield Staged(lambda: target)  # nothing to do, and never truncate the source
+        return
     check_output(target)
     with _temporary(target) as temporary:
         config = replacements.get(CONFIG, source.config_bytes)
         if not isinstance(config, bytes):
             config = Path(config).read_bytes()
         new_config = config is not source.config_bytes
-        expected = _write(source, temporary, replacements, set(remove), durable)
-        _verify(temporary, expected, config, new_config, limits)
-        os.replace(temporary, target)
-    if durable:
-        _fsync_directory(target.parent)
-    return target
+
+        def write() -> bool:
+            expected = _write(source, temporary, dict(replacements), set(remove), durable)
+            try:
+                _verify(temporary, expected, config, new_config, limits)
+            except WriteError:
+                _check_copied(source, set(expected) - set(replacements))  # the input's fault?
+                raise
+            return True
+
+        child = forked.run(write) if ahead and forked.possible() else None
+
+        def commit() -> Path:
+            if child is None or child.answer() is not True:
+                if child is not None:
+                    os.truncate(temporary, 0)  # what the child left: written again
+                write()
+            os.replace(temporary, target)
+            if durable:
+                _fsync_directory(target.parent)
+            return target
+
+        try:
+            yield Staged(commit)
+        finally:
+            if child is not None:
+                child.cancel()  # answered already, or its work is not wanted
+            temporary.unlink(missing_ok=True)  # renamed already, or not wanted
 
 
 def _write(
@@ -255,7 +349,9 @@ def _write(
     """Write the new zip; return the names it holds, in order."""
     written = []
     with (
-        open(temporary, "wb", buffering=0) as out,
+        # "r+b", not "wb": the temporary is new and empty, and ext4 flushes a
+        # file truncated on open when it is closed (auto_da_alloc), 0.1 s a 270 MB archive
+        open(temporary, "r+b", buffering=0) as out,
         open(source.path, "rb") as src,
         RawZipWriter(out, "w") as zout,
     ):
@@ -387,6 +483,10 @@ def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
     (a big one split between two threads, as zlib and pread release the GIL,
     and the halves combined); compressed ones through zipfile, which checks
     as it decompresses."""
+    from concurrent.futures import (
+        ThreadPoolExecutor,
+    )  # imported when used: by the child writing ahead
+
     with open(path, "rb") as raw, ThreadPoolExecutor(2) as pool:
         for entry in entries:
             if entry.method != zipfile.ZIP_STORED:
@@ -404,6 +504,28 @@ def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
                 crc = crc32_combine(first.result(), second.result(), entry.size - half)
             if crc != entry.crc32:
                 raise WriteError(f"entry {entry.name} fails its CRC check in the new archive")
+
+
+def _check_copied(source: Archive, names: set[str]) -> None:
+    """After the new archive failed its check: the CRC-32 of the entries it
+    copied, in the input. One that fails there is the input's damage, and
+    said so (its copy is as damaged), not the writing's."""
+    copied = [entry for entry in source.entries if entry.name in names]
+    for entry in copied:
+        try:
+            with open_zip(source.path) as zf:
+                _verify_crcs(source.path, zf, [entry])
+        except (WriteError, ArchiveError) as e:
+            said = (
+                f"{e.where}: {e.what}"
+                if isinstance(e, ArchiveError)
+                else f"{source.path}:{entry.name}: fails its CRC check (its bytes are not "
+                "those it was zipped with)"
+            )
+            raise WriteError(
+                f"{said}: the input is damaged, and a copy would be too; re-download or "
+                "re-save the model"
+            ) from None
 
 
 def _crc_range(fd: int, offset: int, count: int) -> int:
@@ -501,6 +623,59 @@ def check_output(target: str | os.PathLike, source: str | os.PathLike | None = N
             f"is {_kind(mode)}, not a regular file",
             "give the path of a regular file or of a new one",
         )
+
+
+def open_report(report: str | os.PathLike):
+    """`batch --report`: the file opened to append JSON lines to. Refused, before
+    the run, when appending would change something that is no report: a file
+    whose first line is no JSON object (an archive, one of the run's inputs),
+    or anything but a regular file (a directory; a FIFO, where opening it would
+    wait for a reader). A last line a killed run cut short is ended first."""
+    try:
+        mode = os.stat(report).st_mode
+    except FileNotFoundError:
+        mode = None  # a new report (or one in a directory open() says is missing)
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ArchiveError(
+            str(report),
+            f"is {_kind(mode)}, not a regular file",
+            "give the path of a report (JSON Lines) or of a new file",
+        )
+    if mode is not None and not _is_report(report):
+        raise ArchiveError(
+            str(report),
+            "is not a report of `kerasrepair batch` (JSON Lines): appending to it would change it",
+            "give the path of a report or of a new file",
+        )
+    sink = open(report, "a", encoding="utf-8")  # noqa: SIM115 (the caller closes it)
+    if mode is not None and not _ends_a_line(report):
+        sink.write("\n")  # a line a killed run cut short stays apart from the next
+    return sink
+
+
+def _ends_a_line(path: str | os.PathLike) -> bool:
+    with open(path, "rb") as report:
+        if report.seek(0, os.SEEK_END) == 0:
+            return True
+        report.seek(-1, os.SEEK_END)
+        return report.read(1) == b"\n"
+
+
+def _is_report(path: str | os.PathLike) -> bool:
+    """Whether the file is empty or starts as `batch` writes its lines: a JSON
+    object (a first line cut short by a killed run, too)."""
+    with open(path, "rb") as report:
+        first = report.readline(1 << 20)
+    if not first.strip():
+        return True
+    if not first.startswith(b'{"'):
+        return False
+    if not first.endswith(b"\n"):
+        return True  # the run that began the report was killed while writing it
+    try:
+        return isinstance(json.loads(first), dict)
+    except ValueError:
+        return False
 
 
 def _kind(mode: int) -> str:

@@ -179,6 +179,46 @@ def test_usage_errors_write_nothing(tmp_path, args, message):
     assert _digests(tmp_path) == before
 
 
+@pytest.mark.parametrize("report", ["team/sequential_mlp.keras", "listing.txt", "directory"])
+def test_a_report_that_appending_would_change_is_refused_before_the_run(tmp_path, report):
+    """--report names one of the inputs, a listing of them, or a directory:
+    one line, exit 2, and nothing written or changed."""
+    zoo = _zoo(tmp_path / "zoo")
+    (zoo / "listing.txt").write_text(f"{zoo / 'subclassed.keras'}\n")
+    (zoo / "directory").mkdir()
+    before = _digests(tmp_path)
+    ran = _run("batch", zoo, "-o", tmp_path / "out", "--report", zoo / report)
+    assert ran.exit_code == 2, ran.output
+    assert ran.output.startswith(f"kerasrepair: error: {zoo / report}: is ")
+    assert ran.output.count("\n") == 1
+    assert _digests(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_a_report_fifo_is_refused_without_waiting_for_a_reader(tmp_path):
+    zoo = _zoo(tmp_path / "zoo")
+    os.mkfifo(tmp_path / "report")
+    ran = _run("batch", zoo, "--check-only", "--report", tmp_path / "report", "--resume")
+    assert ran.exit_code == 2 and "is a FIFO, not a regular file" in ran.output, ran.output
+
+
+def test_a_report_a_killed_run_began_is_appended_to(tmp_path):
+    """A first line cut short (the run killed while writing it) is a report:
+    the next run appends its lines after it, on lines of their own, which
+    the run after that resumes from."""
+    zoo = _zoo(tmp_path / "zoo")
+    report = tmp_path / "r.jsonl"
+    report.write_text('{"path": "cut sh')
+    ran = _run("batch", zoo, "--check-only", "--report", report, "--resume")
+    assert ran.exit_code == 1, ran.output
+    cut, *lines = report.read_text().splitlines()
+    assert cut == '{"path": "cut sh'
+    assert sorted(json.loads(line)["path"] for line in lines) == sorted(
+        str(zoo / name) for name in ZOO
+    )
+    again = _run("batch", zoo, "--check-only", "--report", report, "--resume")
+    assert len(report.read_text().splitlines()) == 1 + len(ZOO), again.output
+
+
 def test_nothing_to_do_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     ran = _run("batch", tmp_path / "empty", "--check-only")

@@ -143,3 +143,23 @@ def test_detect_finds_nothing_in_keras3_archives():
             ctx = Context(archive, archive.config, Options())
             assert keras2_lambda.detect(ctx) == []
         assert findings(path) == []
+
+
+@pytest.mark.parametrize("keras", ["3.10", "3.15"])
+def test_what_fix_says_is_left_is_what_check_says_of_the_converted_archive(tmp_path, keras):
+    """A .h5 model converted to a .keras archive is loaded as one: its Lambda's
+    code runs only with safe_mode=False there, whatever the release (KR903 a
+    warning); written as .h5 again, Keras 3.10 runs it even in safe mode (an
+    error). What fix reports as left is what check says of what it wrote."""
+    out = tmp_path / "converted.keras"
+    result = fix_archive(KERAS2 / "lambda_layer.h5", out, Options(keras=keras))
+    with open_archive(out) as archive:
+        checked = check(archive, keras).findings
+    assert [(f.code, f.severity, f.message) for f in result.remaining] == [
+        (f.code, f.severity, f.message) for f in checked
+    ]
+    assert [(f.code, f.severity) for f in checked] == [("KR903", "warning")]
+    assert "safe_mode=False runs it" in checked[0].message and not result.left
+    as_h5 = fix_archive(KERAS2 / "lambda_layer.h5", tmp_path / "repaired.h5", Options(keras=keras))
+    said = [(f.code, f.severity) for f in as_h5.remaining]
+    assert said == [("KR903", "error" if keras == "3.10" else "warning")]

@@ -18,26 +18,34 @@ FUNCTIONAL = MODELS / "functional_nested_shared.keras"
 
 # runs the CLI in a fresh interpreter (no h5py loaded: the child is forked)
 # and says, after it, whether this process imported h5py
+# (ENTRY: the CLI's main, or the command's own entry point, which forks the
+# child before the CLI's imports), whether any child is left unreaped
 DRIVER = textwrap.dedent(
     """
-    import json, sys
-    from kerasrepair import cli
+    import json, os, sys
+    from kerasrepair.ENTRY import main
     sys.argv = ["kerasrepair", *sys.argv[1:]]
     try:
-        cli.main()
+        main()
     except SystemExit as e:
         code = e.code
     else:
         code = 0
-    print(json.dumps({"code": code, "h5py": "h5py" in sys.modules}), file=sys.stderr)
+    try:
+        os.waitpid(-1, os.WNOHANG)
+        left = True
+    except ChildProcessError:
+        left = False
+    said = {"code": code, "h5py": "h5py" in sys.modules, "children_left": left}
+    print(json.dumps(said), file=sys.stderr)
     """
 )
 
 
-def drive(*args, prefetch=True):
+def drive(*args, prefetch=True, entry="cli"):
     env = dict(os.environ, KERASREPAIR_PREFETCH="1" if prefetch else "0")
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER, *map(str, args)],
+        [sys.executable, "-c", DRIVER.replace("ENTRY", entry), *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -47,14 +55,27 @@ def drive(*args, prefetch=True):
     return done.stdout, "\n".join(said), json.loads(last)
 
 
+@pytest.mark.parametrize("entry", ["cli", "__main__"], ids=["forked by check", "forked first"])
 @pytest.mark.parametrize("keras", ["3.0", "3.10"])
-def test_check_says_the_same_with_the_child_and_never_imports_h5py(keras):
-    with_child = drive("check", FUNCTIONAL, "--keras", keras, "--json")
+def test_check_says_the_same_with_the_child_and_never_imports_h5py(keras, entry):
+    with_child = drive("check", FUNCTIONAL, "--keras", keras, "--json", entry=entry)
     alone = drive("check", FUNCTIONAL, "--keras", keras, "--json", prefetch=False)
     assert with_child[:2] == alone[:2]
     assert with_child[2]["code"] == alone[2]["code"]
     assert json.loads(with_child[0])["results"][0]["findings"]  # it has something to say
     assert with_child[2]["h5py"] is False and alone[2]["h5py"] is True
+    assert not with_child[2]["children_left"]
+
+
+def test_the_child_forked_first_ends_when_check_reads_many_archives():
+    """`check` of two archives reads each tree itself: the child forked before
+    the path was known is ended, not left waiting."""
+    paths = (FUNCTIONAL, MODELS / "sequential_mlp.keras")
+    with_child = drive("check", *paths, "--json", entry="__main__")
+    alone = drive("check", *paths, "--json", prefetch=False)
+    assert with_child[:2] == alone[:2] and with_child[2]["code"] == alone[2]["code"]
+    assert len(json.loads(with_child[0])["results"]) == 2
+    assert not with_child[2]["children_left"]
 
 
 def test_fix_writes_the_same_bytes_with_the_child(tmp_path):

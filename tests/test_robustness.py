@@ -445,7 +445,11 @@ def test_a_damaged_metadata_json_is_a_finding_and_fix_writes_nothing(source, tmp
     assert "KR202" in codes
     output = tmp_path / "out" / "fixed.keras"
     output.parent.mkdir()
-    assert_refused(run(["fix", path, "-o", output, "--keras", "3.0"]), "entry is damaged")
+    assert_refused(
+        run(["fix", path, "-o", output, "--keras", "3.0"]),
+        f"{path}:metadata.json: entry is damaged",
+        "the input is damaged",
+    )
     assert list(output.parent.iterdir()) == []
 
 

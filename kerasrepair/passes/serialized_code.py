@@ -41,7 +41,7 @@ H5_SAFE_FROM = (3, 11, 3)
 
 
 def detect(ctx: Context) -> list[Finding]:
-    h5 = ctx.archive.format == "h5"
+    h5 = (ctx.options.written_as or ctx.archive.format) == "h5"  # as Keras will load it
     ignores_safe_mode = h5 and _version(ctx.target.keras_version) < H5_SAFE_FROM
     said = "; ".join(a.line for a in advisories.of(RULE.code) if h5 or a.id != H5_ADVISORY)
     runs = (
