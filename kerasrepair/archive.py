@@ -70,7 +70,8 @@ _ZIP_ERRORS = (
     struct.error,
 )
 # ... and what h5py, numpy and zipfile raise on a damaged weights file
-_WEIGHTS_ERRORS = (*_ZIP_ERRORS, KeyError, TypeError, IndexError, UnicodeDecodeError)
+# (MemoryError: an allocation beyond `hdf5_file.bounded_memory`'s room)
+_WEIGHTS_ERRORS = (*_ZIP_ERRORS, KeyError, TypeError, IndexError, UnicodeDecodeError, MemoryError)
 
 
 @dataclass(frozen=True)
@@ -249,11 +250,7 @@ class Archive:
                             self.open_seekable(entry), entry.name, where
                         )
                 except _WEIGHTS_ERRORS as e:  # h5py's and numpy's words for damage
-                    raise ArchiveError(
-                        where,
-                        f"is damaged ({_reason(e)})",
-                        "the weights cannot be read; re-save or re-download the model",
-                    ) from None
+                    raise _damaged_weights(where, e) from None
         return self._weights
 
     @property
@@ -272,7 +269,11 @@ class Archive:
         from . import weights
 
         entry = self.entry(WEIGHTS_H5)
-        return weights.read_names(self.open_seekable(entry), groups, f"{self.path}:{entry.name}")
+        where = f"{self.path}:{entry.name}"
+        try:
+            return weights.read_names(self.open_seekable(entry), groups, where)
+        except _WEIGHTS_ERRORS as e:
+            raise _damaged_weights(where, e) from None
 
 
 class EntryFile(io.RawIOBase):
@@ -447,6 +448,14 @@ def _reading(where: str):
         raise ArchiveError(
             where, f"entry is damaged ({_reason(e)})", "re-save or re-download the archive"
         ) from None
+
+
+def _damaged_weights(where: str, error: BaseException) -> ArchiveError:
+    return ArchiveError(
+        where,
+        f"is damaged ({_reason(error)})",
+        "the weights cannot be read; re-save or re-download the model",
+    )
 
 
 def _reason(error: BaseException) -> str:

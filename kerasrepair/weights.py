@@ -39,19 +39,6 @@ from .weights_tree import (
     natural_key,
 )
 
-# what h5py and numpy raise on damaged bytes
-# (MemoryError: an allocation beyond `hdf5_file.bounded_memory`'s room)
-READ_ERRORS = (
-    OSError,
-    RuntimeError,
-    ValueError,
-    KeyError,
-    TypeError,
-    IndexError,
-    OverflowError,
-    MemoryError,
-)
-
 
 def legacy_tree(legacy) -> WeightsTree:
     """The weights of a legacy HDF5 model (`legacy_h5.LegacyModel`) as a tree:
@@ -128,17 +115,10 @@ def read_h5(
 
 
 def read_names(file: BinaryIO, groups: list[str], where: str) -> dict[str, str | None]:
-    """The layer names stored on the `vars` groups `groups` of the HDF5 weights in `file`."""
-    with io.BufferedReader(file, 4096) as raw:
-        try:
-            with h5py.File(HeapCheckedFile(raw, where), "r") as h5:
-                return _names(h5, groups)
-        except READ_ERRORS as e:
-            raise ArchiveError(
-                where,
-                f"is damaged ({e})",
-                "the weights cannot be read; re-save or re-download the model",
-            ) from None
+    """The layer names stored on the `vars` groups `groups` of the HDF5 weights
+    in `file`; h5py's errors on damage are raised as they are (`Archive` says them)."""
+    with io.BufferedReader(file, 4096) as raw, h5py.File(HeapCheckedFile(raw, where), "r") as h5:
+        return _names(h5, groups)
 
 
 def read_h5_file(path: str | os.PathLike, entry: str) -> WeightsTree:
