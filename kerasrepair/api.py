@@ -16,7 +16,7 @@ from collections.abc import Collection
 from . import keras2, schema
 from .archive import Archive, open_archive
 from .context import DEFAULTS, Options
-from .fix import FixResult, repair, result
+from .fix import FixResult, repair, result_of
 from .writer import Staged, staged_edit, write_edit, written_as_h5
 
 
@@ -43,9 +43,9 @@ def fix_archive(
             options = dataclasses.replace(options, written_as="keras")  # a conversion
         ctx, edit = repair(archive, options, only, skip)
         if output is None:
-            return result(ctx, edit)
+            return result_of(ctx, edit)
         with staged_edit(archive, edit, output, ahead) as staged:
-            fixed = result(ctx, edit)
+            fixed = result_of(ctx, edit)
             write_result(archive, fixed, output, only or skip, staged)
     return fixed
 

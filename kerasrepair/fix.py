@@ -87,7 +87,7 @@ def fix(
     which findings are reported. Raises ValueError for a `keras` with no schema,
     and `RepairError` when a chosen repair cannot be made.
     """
-    return result(*repair(archive, options, only, skip))
+    return result_of(*repair(archive, options, only, skip))
 
 
 def repair(
@@ -123,7 +123,7 @@ def repair(
     return ctx, edit
 
 
-def result(ctx: Context, edit: Edit) -> FixResult:
+def result_of(ctx: Context, edit: Edit) -> FixResult:
     """`fix`'s second step: what the target release would still find in the
     repaired archive (`check` of what is written)."""
     archive = ctx.archive

@@ -483,9 +483,8 @@ def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
     (a big one split between two threads, as zlib and pread release the GIL,
     and the halves combined); compressed ones through zipfile, which checks
     as it decompresses."""
-    from concurrent.futures import (
-        ThreadPoolExecutor,
-    )  # imported when used: by the child writing ahead
+    # imported when used: by the child writing ahead, not at the CLI's start
+    from concurrent.futures import ThreadPoolExecutor
 
     with open(path, "rb") as raw, ThreadPoolExecutor(2) as pool:
         for entry in entries:
@@ -641,41 +640,41 @@ def open_report(report: str | os.PathLike):
             f"is {_kind(mode)}, not a regular file",
             "give the path of a report (JSON Lines) or of a new file",
         )
-    if mode is not None and not _is_report(report):
-        raise ArchiveError(
-            str(report),
-            "is not a report of `kerasrepair batch` (JSON Lines): appending to it would change it",
-            "give the path of a report or of a new file",
-        )
+    ends_a_line = True
+    if mode is not None:
+        is_report, ends_a_line = _read_report(report)
+        if not is_report:
+            raise ArchiveError(
+                str(report),
+                "is not a report of `kerasrepair batch` (JSON Lines): appending to it would "
+                "change it",
+                "give the path of a report or of a new file",
+            )
     sink = open(report, "a", encoding="utf-8")  # noqa: SIM115 (the caller closes it)
-    if mode is not None and not _ends_a_line(report):
+    if not ends_a_line:
         sink.write("\n")  # a line a killed run cut short stays apart from the next
     return sink
 
 
-def _ends_a_line(path: str | os.PathLike) -> bool:
-    with open(path, "rb") as report:
-        if report.seek(0, os.SEEK_END) == 0:
-            return True
-        report.seek(-1, os.SEEK_END)
-        return report.read(1) == b"\n"
-
-
-def _is_report(path: str | os.PathLike) -> bool:
-    """Whether the file is empty or starts as `batch` writes its lines: a JSON
-    object (a first line cut short by a killed run, too)."""
+def _read_report(path: str | os.PathLike) -> tuple[bool, bool]:
+    """Whether the file is empty or starts as `batch` writes its lines, a JSON
+    object (a first line cut short by a killed run, too); and whether it ends
+    a line (or is empty)."""
     with open(path, "rb") as report:
         first = report.readline(1 << 20)
+        size = report.seek(0, os.SEEK_END)
+        report.seek(max(size - 1, 0))
+        ends_a_line = size == 0 or report.read(1) == b"\n"
     if not first.strip():
-        return True
+        return True, ends_a_line
     if not first.startswith(b'{"'):
-        return False
+        return False, ends_a_line
     if not first.endswith(b"\n"):
-        return True  # the run that began the report was killed while writing it
+        return True, ends_a_line  # the run that began the report was killed while writing it
     try:
-        return isinstance(json.loads(first), dict)
+        return isinstance(json.loads(first), dict), ends_a_line
     except ValueError:
-        return False
+        return False, ends_a_line
 
 
 def _kind(mode: int) -> str:
