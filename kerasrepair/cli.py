@@ -51,6 +51,8 @@ def inspect(
     ] = False,
 ) -> None:
     """Show what is inside an archive, without loading it in Keras."""
+    # the weights tree and its layer names, read by a child while this reads the config
+    prefetch.start(path, names=True)
     from .inspection import inspect_archive
 
     report = _or_exit(inspect_archive, path)

@@ -11,14 +11,17 @@ an unreadable weights entry is the same one-line error either way.
 
 The `kerasrepair` command forks the child first of all (`early`, before the
 CLI's own imports), so that h5py is imported while the parent imports the
-CLI; the child then waits for the archive's path, which the command sends
-once its arguments are parsed (`start`). Only the CLI forks, before it has
+CLI. It reads the tree of the archive the command most likely names (its
+first argument) at once, then waits for the path the command sends once its
+arguments are parsed (`start`): the tree read is the answer if the paths are
+the same, else it reads the one sent. Only the CLI forks, before it has
 started a thread or opened an archive: a library caller's process may hold
 threads.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -56,26 +59,30 @@ class Pending:
 _waiting: tuple[forked.Child, int] | None = None
 
 
-def early() -> None:
-    """Fork the child now, before the CLI's imports: it imports h5py meanwhile,
-    then waits for the path `start` sends (or for `stop`, or this process's
-    end, and exits)."""
+def early(likely: str | None = None, names: bool = False) -> None:
+    """Fork the child now, before the CLI's imports: it imports h5py meanwhile
+    and reads the tree of the archive at `likely`, if given, then waits for
+    the path `start` sends (or for `stop`, or this process's end: it is
+    stopped then, whatever it is doing). `names`: the layer names on the
+    `vars` groups too, which `check` and `fix` seldom use and `inspect` shows."""
     global _waiting
     if not _wanted():
         return
+    likely = os.path.abspath(likely) if likely else None
     path_read, path_write = os.pipe()
-    child = forked.run(lambda: _read_sent(path_read), close=(path_write,))
+    child = forked.run(lambda: _read_sent(path_read, likely, names), close=(path_write,))
     os.close(path_read)
     _waiting = (child, path_write)
+    atexit.register(stop)  # e.g. a usage error: the CLI ends without `start`
 
 
-def start(path: str | os.PathLike) -> None:
+def start(path: str | os.PathLike, names: bool = False) -> None:
     """Have a child read the weights tree of the archive at `path`, for the
     Archive opened at `path` to take (`archive.READ_AHEAD`): the one `early`
     forked, or one forked now. Nothing where it would not help (one core, no
     fork) or h5py is loaded already (a process that has read HDF5, a test run,
     may hold its library's threads and locks); KERASREPAIR_PREFETCH=0 turns it
-    off, =1 on even with one core."""
+    off, =1 on even with one core. `names`: as `early` says."""
     global _waiting
     from .archive import READ_AHEAD
 
@@ -87,7 +94,7 @@ def start(path: str | os.PathLike) -> None:
             os.write(path_write, os.fsencode(path))
         os.close(path_write)
     elif _wanted() and "h5py" not in sys.modules:
-        child = forked.run(lambda: _read(path, forget_others=True))
+        child = forked.run(lambda: _read(path, names, forget_others=True))
     else:
         return
     READ_AHEAD[path] = Pending(child)
@@ -111,25 +118,31 @@ def _wanted() -> bool:
     return (os.cpu_count() or 1) >= 2 or wanted == "1"
 
 
-def _read_sent(fd: int) -> dict | None:
-    """In the child `early` forked: h5py's import, then the tree of the archive
-    whose path the parent writes to `fd` (and closes it after; none: None)."""
+def _read_sent(fd: int, likely: str | None, names: bool) -> dict | None:
+    """In the child `early` forked: h5py's import and the tree of the archive
+    at `likely` (if any), then the tree of the archive whose path the parent
+    writes to `fd` (and closes it after; none: None): the one read already
+    when the paths are the same."""
     # numpy's BLAS starts a thread per core when imported; this child does no algebra
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from . import weights  # noqa: F401 (imported while the parent has no path to send)
 
+    read = _read(likely, names) if likely else None
     with os.fdopen(fd, "rb") as said:
-        path = said.read()
-    return _read(os.fsdecode(path)) if path else None
+        path = os.fsdecode(said.read())
+    if not path:
+        return None
+    return read if path == likely else _read(path, names)
 
 
-def _read(path: str, forget_others: bool = False) -> dict | None:
-    """The answer of a child: the tree of the archive at `path`, and its
-    identity. `forget_others`: the read-ahead children this process started
-    before are not the child's to wait for."""
+def _read(path: str, names: bool, forget_others: bool = False) -> dict | None:
+    """The answer of a child: the tree of the archive at `path` (with its
+    layer names, if `names`), and its identity. `forget_others`: the
+    read-ahead children this process started before are not the child's to
+    wait for."""
     from .archive import READ_AHEAD, open_entries
     from .errors import ArchiveError
-    from .weights_tree import tree_to_dict
+    from .weights_tree import VarGroups, tree_to_dict
 
     if forget_others:
         READ_AHEAD.clear()
@@ -150,5 +163,9 @@ def _read(path: str, forget_others: bool = False) -> dict | None:
         except BaseException:  # noqa: BLE001 (the parent reads it itself and says why)
             return None
         else:
+            if names and isinstance(tree.var_groups, VarGroups):
+                # unreadable names are left for the parent to meet, if it reads them
+                with contextlib.suppress(ArchiveError):
+                    tree.var_groups.read_all()
             answer["tree"] = tree_to_dict(tree)
         return answer

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5l, h5o, h5t
+from h5py import h5a, h5d, h5g, h5l, h5o, h5t
 
 from .errors import ArchiveError
 from .hdf5_file import HeapCheckedFile, bounded_memory
@@ -131,7 +131,8 @@ def read_h5_file(path: str | os.PathLike, entry: str) -> WeightsTree:
 
 
 def _names(h5: h5py.File, groups: list[str]) -> dict[str, str | None]:
-    return {group: _name_attribute(h5.id, group.encode()) for group in groups}
+    with bounded_memory(h5.id.get_filesize()):  # once for all: a limit set is a syscall
+        return {group: _name_attribute(h5.id, group.encode()) for group in groups}
 
 
 def _read_tree(h5: h5py.File, tree: WeightsTree, file_size: int) -> list[str]:
@@ -275,21 +276,22 @@ def _bytes_text(count: int) -> str:
 
 
 def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
-    """The layer name Keras 3.6+ stores on a `vars` group, if it is a short string."""
+    """The layer name Keras 3.6+ stores on a `vars` group, if it is a short
+    string; read under `bounded_memory`."""
     try:
-        if not h5a.exists(file_id, b"name", obj_name=group):  # opening a missing one costs 1 ms
-            return None
+        group_id = h5g.open(file_id, group)  # once: each lookup by path walks it from the root
     except KeyError:  # a group whose name is no UTF-8 (its path was decoded with U+FFFD)
         return None
-    attribute = h5a.open(file_id, b"name", obj_name=group)
+    if not h5a.exists(group_id, b"name"):  # opening a missing one costs 1 ms
+        return None
+    attribute = h5a.open(group_id, b"name")
     dtype = attribute.dtype
     if dtype.kind not in "OSU" or attribute.shape != () or attribute.get_storage_size() > 4096:
         return None
     if attribute.get_type().get_class() != h5t.STRING:  # a damaged type crashes HDF5's read
         return None
     value = np.empty((), dtype)
-    with bounded_memory(file_id.get_filesize()):
-        attribute.read(value)
+    attribute.read(value)
     value = value[()]
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")

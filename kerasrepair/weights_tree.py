@@ -74,6 +74,10 @@ class VarGroups(Mapping):
         """The names read so far (None for the unread), reading none."""
         return dict(self._names)
 
+    def read_all(self) -> None:
+        """Read the names not read yet (an ArchiveError on damage leaves them unread)."""
+        self._all()
+
     def _all(self) -> dict[str, str | None]:
         if self.unread:
             self._names.update(self._read(self.unread))  # raises again until it reads

@@ -31,6 +31,8 @@ DRIVER = textwrap.dedent(
         code = e.code
     else:
         code = 0
+    import atexit
+    atexit._run_exitfuncs()  # what the interpreter runs as it exits
     try:
         os.waitpid(-1, os.WNOHANG)
         left = True
@@ -63,6 +65,18 @@ def test_check_says_the_same_with_the_child_and_never_imports_h5py(keras, entry)
     assert with_child[:2] == alone[:2]
     assert with_child[2]["code"] == alone[2]["code"]
     assert json.loads(with_child[0])["results"][0]["findings"]  # it has something to say
+    assert with_child[2]["h5py"] is False and alone[2]["h5py"] is True
+    assert not with_child[2]["children_left"]
+
+
+@pytest.mark.parametrize("entry", ["cli", "__main__"], ids=["forked by inspect", "forked first"])
+def test_inspect_says_the_same_with_the_child_which_reads_the_layer_names_too(entry):
+    """`inspect` shows the layer names stored on the `vars` groups: the child
+    reads them with the tree, so the parent never imports h5py."""
+    with_child = drive("inspect", FUNCTIONAL, "--json", "--weights", entry=entry)
+    alone = drive("inspect", FUNCTIONAL, "--json", "--weights", prefetch=False)
+    assert with_child[:2] == alone[:2] and with_child[2]["code"] == alone[2]["code"] == 0
+    assert json.loads(with_child[0])["weights"]  # it has weights to show
     assert with_child[2]["h5py"] is False and alone[2]["h5py"] is True
     assert not with_child[2]["children_left"]
 
@@ -139,3 +153,84 @@ def test_a_file_replaced_after_the_child_read_it_is_read_again(tmp_path):
     with open_archive(MODELS / "sequential_mlp.keras") as archive:
         expected = len(archive.weights().variables)
     assert done.stdout.split() == [str(expected), "True"]
+
+
+def test_a_usage_error_ends_the_child_reading_the_first_argument():
+    """The child forked first reads the archive named first at once; a command
+    that ends before sending it the path (no -o, --in-place or --dry-run)
+    ends it too, as the process exits."""
+    stdout, stderr, said = drive("fix", FUNCTIONAL, entry="__main__")
+    assert said["code"] == 2 and "give exactly one of -o OUT" in stderr
+    assert not said["children_left"]
+
+
+def _tree_read_with(early: str, sent, replace_with=None) -> list[str]:
+    """The number of variables of the tree the Archive at `sent` reads, and
+    whether h5py was imported here (the parent read the tree itself): after
+    `prefetch.early(likely=early)`, and, if `replace_with`, after the file at
+    `sent` was replaced by that one once the child had read it."""
+    script = textwrap.dedent(
+        f"""
+        import os, shutil, sys, time
+        from kerasrepair import prefetch
+        prefetch.early(likely={str(early)!r})
+        if {replace_with is not None}:
+            time.sleep(1)  # the child has read it
+            shutil.copyfile({str(replace_with)!r}, {str(sent)!r} + ".new")
+            os.replace({str(sent)!r} + ".new", {str(sent)!r})
+        prefetch.start({str(sent)!r})
+        from kerasrepair import open_archive
+        with open_archive({str(sent)!r}) as archive:
+            tree = archive.weights()
+        print(len(tree.variables), "h5py" in sys.modules)
+        """
+    )
+    env = dict(os.environ, KERASREPAIR_PREFETCH="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _variables(path) -> str:
+    from kerasrepair import open_archive
+
+    with open_archive(path) as archive:
+        return str(len(archive.weights().variables))
+
+
+def test_the_child_answers_for_the_path_sent_not_the_one_it_read_first():
+    """The first argument was not the archive: the child reads the one sent,
+    and the parent still never imports h5py."""
+    other = MODELS / "sequential_mlp.keras"
+    assert _variables(other) != _variables(FUNCTIONAL)
+    assert _tree_read_with(early=other, sent=FUNCTIONAL) == [_variables(FUNCTIONAL), "False"]
+
+
+def test_the_archive_read_before_its_path_was_sent_is_not_used_once_replaced(tmp_path):
+    """The child reads the first argument's archive before the CLI has parsed
+    its arguments: another file put at that path since is read by the parent."""
+    path = tmp_path / "model.keras"
+    path.write_bytes(FUNCTIONAL.read_bytes())
+    replacement = MODELS / "sequential_mlp.keras"
+    said = _tree_read_with(early=path, sent=path, replace_with=replacement)
+    assert said == [_variables(replacement), "True"]
+    path.write_bytes(FUNCTIONAL.read_bytes())
+    assert _tree_read_with(early=path, sent=path) == [_variables(FUNCTIONAL), "False"]
+
+
+def test_layer_names_the_child_cannot_read_are_left_for_the_parent(monkeypatch):
+    """Damage met reading the names alone is not the answer's error: the
+    parent meets it if it reads them, and says it as without the child."""
+    from kerasrepair import prefetch, weights
+
+    def damaged(file, groups, where):
+        raise OSError("Unable to synchronously open attribute (bad object header)")
+
+    read = prefetch._read(str(FUNCTIONAL), names=True)
+    assert read["tree"]["unread"] == [] and any(read["tree"]["names"].values())
+    monkeypatch.setattr(weights, "read_names", damaged)
+    left = prefetch._read(str(FUNCTIONAL), names=True)
+    assert "error" not in left
+    assert left["tree"]["unread"] == list(read["tree"]["names"])
