@@ -234,3 +234,53 @@ def test_layer_names_the_child_cannot_read_are_left_for_the_parent(monkeypatch):
     left = prefetch._read(str(FUNCTIONAL), names=True)
     assert "error" not in left
     assert left["tree"]["unread"] == list(read["tree"]["names"])
+
+
+def _options_with_values() -> set[str]:
+    import typer.main
+
+    from kerasrepair import cli
+
+    group = typer.main.get_command(cli.app)
+    return {
+        name
+        for command in ("check", "fix", "inspect")
+        for param in group.commands[command].params
+        if param.param_type_name == "option" and not param.is_flag
+        for name in param.opts + param.secondary_opts
+    }
+
+
+def test_the_options_the_entry_skips_are_the_cli_options_that_take_values():
+    from kerasrepair.__main__ import OPTIONS_WITH_VALUES
+
+    assert _options_with_values() == OPTIONS_WITH_VALUES
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fix", "m.keras", "--keras", "3.10", "-o", "out.keras"],
+        ["fix", "--keras", "3.10", "-o", "out.keras", "m.keras"],
+        ["fix", "-o", "out.keras", "--define", "A=1", "m.keras", "--diff"],
+        ["fix", "--keras=3.10", "-oout.keras", "--only", "KR203", "m.keras"],
+        ["fix", "--dry-run", "--", "-m.keras"],
+        ["check", "--sarif", "s.json", "--strict", "m.keras", "n.keras"],
+        ["check", "--json", "m.keras"],
+        ["inspect", "--weights", "m.keras", "--json"],
+    ],
+)
+def test_the_archive_the_entry_reads_first_is_the_one_typer_parses(command):
+    """The child starts on `archive_named`'s guess; typer's parse decides. On
+    command lines typer accepts, they agree (else the child's first read is
+    only wasted, never used: see the tests above)."""
+    import typer.main
+
+    from kerasrepair import cli
+    from kerasrepair.__main__ import archive_named
+
+    name, *arguments = command
+    click_command = typer.main.get_command(cli.app).commands[name]
+    parsed = click_command.make_context(name, list(arguments)).params
+    first = parsed["paths"][0] if name == "check" else parsed["path"]
+    assert archive_named(arguments) == str(first)
