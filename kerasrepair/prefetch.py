@@ -11,10 +11,10 @@ an unreadable weights entry is the same one-line error either way.
 
 The `kerasrepair` command forks the child first of all (`early`, before the
 CLI's own imports), so that h5py is imported while the parent imports the
-CLI. It reads the tree of the archive the command most likely names (its
-first argument) at once, then waits for the path the command sends once its
-arguments are parsed (`start`): the tree read is the answer if the paths are
-the same, else it reads the one sent. Only the CLI forks, before it has
+CLI. It reads the tree of the archive the command line names
+(`__main__.archive_named`) at once, then waits for the path the command sends
+once its arguments are parsed (`start`): the tree read is the answer if the
+paths are the same, else it reads the one sent. Only the CLI forks, before it has
 started a thread or opened an archive: a library caller's process may hold
 threads.
 """
@@ -82,7 +82,8 @@ def start(path: str | os.PathLike, names: bool = False) -> None:
     forked, or one forked now. Nothing where it would not help (one core, no
     fork) or h5py is loaded already (a process that has read HDF5, a test run,
     may hold its library's threads and locks); KERASREPAIR_PREFETCH=0 turns it
-    off, =1 on even with one core. `names`: as `early` says."""
+    off, =1 on even with one core. `names`: as `early` says (the child `early`
+    forked reads the names if `early` was told to; this `names` is not sent)."""
     global _waiting
     from .archive import READ_AHEAD
 

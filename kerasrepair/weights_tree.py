@@ -75,7 +75,8 @@ class VarGroups(Mapping):
         return dict(self._names)
 
     def read_all(self) -> None:
-        """Read the names not read yet (an ArchiveError on damage leaves them unread)."""
+        """Read the names not read yet; on damage, raise the ArchiveError and
+        leave them unread (a later use raises it again)."""
         self._all()
 
     def _all(self) -> dict[str, str | None]:
