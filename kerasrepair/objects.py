@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import pointer, schema
+from . import pointer, schema, validity
 from .archive import CONFIG, Limits
 from .findings import ERROR, NOTE, SAFE, Change, Finding
 from .graph import OPERATIONS, SUBCLASSED, is_builtin, model_kind
@@ -75,7 +75,7 @@ class Subject:
 
 def structure_findings(config: Any) -> list[Finding]:
     """config.json against the structural schema (the model, its layers and nodes)."""
-    return [_structure_finding(error, ()) for error in _validate(schema.config_validator(), config)]
+    return [_structure_finding(error, ()) for error in _validate(schema.CONFIG_ID, config)]
 
 
 # jsonschema descends recursively, about 7 Python frames per level of JSON (60
@@ -84,13 +84,17 @@ def structure_findings(config: Any) -> list[Finding]:
 VALIDATION_FRAMES = 1_000 + 14 * Limits().max_json_depth
 
 
-def _validate(validator, instance: Any) -> list:
-    """Every error of `instance`, with the room the recursion needs. The limit
-    is raised once and never lowered (lowering it under another thread's
-    validation would break that one)."""
+def _validate(ref: str, instance: Any) -> list:
+    """Every error of `instance` against the schema at `ref`, with the room the
+    recursion needs: none when its compiled check finds it valid, else
+    jsonschema's. The limit is raised once and never lowered (lowering it
+    under another thread's validation would break that one)."""
     if sys.getrecursionlimit() < VALIDATION_FRAMES:
         sys.setrecursionlimit(VALIDATION_FRAMES)
-    return list(validator.iter_errors(instance))
+    valid = validity.checker(ref)
+    if valid is not None and valid(instance):
+        return []
+    return list(schema.validator(ref).iter_errors(instance))
 
 
 def fixable(saved_default: dict, value) -> bool:
@@ -334,16 +338,16 @@ class ObjectChecker:
             if key in _VALID:
                 return []
             if key not in self._memo:
-                self._memo[key] = _validate(schema.validator(ref), instance)
+                self._memo[key] = _validate(ref, instance)
             return _valid_if(key, self._memo[key])
         if not schema.signature_decides(ref):
-            return _validate(schema.validator(ref), instance)
+            return _validate(ref, instance)
         # e.g. the keras tensors: alike in signature to a valid one, valid; an
         # invalid one is validated on its own, so its errors name its values
         key = (ref, "valid", signature(instance))
         if key in _VALID:
             return []
-        return _valid_if(key, _validate(schema.validator(ref), instance))
+        return _valid_if(key, _validate(ref, instance))
 
 
 # (ref, what the schema sees of an instance) found valid, by any checker of

@@ -43,7 +43,7 @@ def load(name: str) -> dict[str, Any]:
     return json.loads(_files().joinpath(name).read_bytes())
 
 
-_URN = "urn:kerasrepair:schemas:"
+URN = "urn:kerasrepair:schemas:"
 _FILES_BY_ID = {CONFIG_ID: "config.schema.json", METADATA_ID: "metadata.schema.json"}
 
 
@@ -52,8 +52,8 @@ def _retrieve(uri: str) -> Resource:
     """A schema by its `$id`, from the installed files; never the network."""
     if uri in _FILES_BY_ID:
         return Resource.from_contents(load(_FILES_BY_ID[uri]))
-    if uri.startswith(f"{_URN}keras:"):
-        name = uri.removeprefix(f"{_URN}keras:")
+    if uri.startswith(f"{URN}keras:"):
+        name = uri.removeprefix(f"{URN}keras:")
         if name in release_names():
             return Resource.from_contents(load(f"{RELEASES_DIR}/{name}.json"))
     from referencing.exceptions import NoSuchResource
