@@ -231,27 +231,39 @@ class Archive:
         elif ahead is not None:
             ahead.cancel()
         if self._weights is None:
-            from . import weights  # h5py costs ~0.1 s to import
-
             entry = self.weights_entry
             if self.legacy is not None:
+                from . import weights
+
                 self._weights = weights.legacy_tree(self.legacy)
             elif entry is None:
-                self._weights = weights.WeightsTree(format="none", entry=None)
+                from .weights_tree import WeightsTree
+
+                self._weights = WeightsTree(format="none", entry=None)
             else:
-                where = f"{self.path}:{entry.name}"
-                try:
-                    if entry.name == WEIGHTS_H5:
-                        self._weights = weights.read_h5(
-                            self.open_seekable(entry), entry.name, where, self._read_names
-                        )
-                    else:
-                        self._weights = weights.read_npz(
-                            self.open_seekable(entry), entry.name, where
-                        )
-                except _WEIGHTS_ERRORS as e:  # h5py's and numpy's words for damage
-                    raise _damaged_weights(where, e) from None
+                self._weights = self._read_weights(entry)
         return self._weights
+
+    def _read_weights(self, entry: Entry):
+        """The tree of the weights entry: model.weights.h5 read by `hdf5_tree`,
+        or by h5py when it declines (a file h5py wrote otherwise, or damage)."""
+        from . import hdf5_tree
+
+        where = f"{self.path}:{entry.name}"
+        try:
+            if entry.name == WEIGHTS_H5:
+                tree = hdf5_tree.read(self.open_seekable(entry), entry.name, self._read_names)
+                if tree is not None:
+                    return tree
+            from . import weights  # h5py costs ~0.1 s to import
+
+            if entry.name == WEIGHTS_H5:
+                return weights.read_h5(
+                    self.open_seekable(entry), entry.name, where, self._read_names
+                )
+            return weights.read_npz(self.open_seekable(entry), entry.name, where)
+        except _WEIGHTS_ERRORS as e:  # h5py's and numpy's words for damage
+            raise _damaged_weights(where, e) from None
 
     @property
     def weights_read_elsewhere(self) -> bool:

@@ -75,7 +75,7 @@ class Subject:
 
 def structure_findings(config: Any) -> list[Finding]:
     """config.json against the structural schema (the model, its layers and nodes)."""
-    return [_structure_finding(error, ()) for error in _validate(schema.CONFIG_ID, config)]
+    return [_structure_finding(error, ()) for error in validate(schema.CONFIG_ID, config)]
 
 
 # jsonschema descends recursively, about 7 Python frames per level of JSON (60
@@ -84,17 +84,19 @@ def structure_findings(config: Any) -> list[Finding]:
 VALIDATION_FRAMES = 1_000 + 14 * Limits().max_json_depth
 
 
-def _validate(ref: str, instance: Any) -> list:
+def validate(ref: str, instance: Any) -> list:
     """Every error of `instance` against the schema at `ref`, with the room the
     recursion needs: none when its compiled check finds it valid, else
-    jsonschema's. The limit is raised once and never lowered (lowering it
-    under another thread's validation would break that one)."""
+    jsonschema's (written by `validity.errors` where it can). The limit is
+    raised once and never lowered (lowering it under another thread's
+    validation would break that one)."""
     if sys.getrecursionlimit() < VALIDATION_FRAMES:
         sys.setrecursionlimit(VALIDATION_FRAMES)
     valid = validity.checker(ref)
     if valid is not None and valid(instance):
         return []
-    return list(schema.validator(ref).iter_errors(instance))
+    found = validity.errors(ref, instance)
+    return found if found is not None else list(schema.validator(ref).iter_errors(instance))
 
 
 def fixable(saved_default: dict, value) -> bool:
@@ -338,16 +340,16 @@ class ObjectChecker:
             if key in _VALID:
                 return []
             if key not in self._memo:
-                self._memo[key] = _validate(ref, instance)
+                self._memo[key] = validate(ref, instance)
             return _valid_if(key, self._memo[key])
         if not schema.signature_decides(ref):
-            return _validate(ref, instance)
+            return validate(ref, instance)
         # e.g. the keras tensors: alike in signature to a valid one, valid; an
         # invalid one is validated on its own, so its errors name its values
         key = (ref, "valid", signature(instance))
         if key in _VALID:
             return []
-        return _valid_if(key, _validate(ref, instance))
+        return _valid_if(key, validate(ref, instance))
 
 
 # (ref, what the schema sees of an instance) found valid, by any checker of

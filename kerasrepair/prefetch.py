@@ -1,8 +1,9 @@
 """The weights tree read by a child process while this one checks config.json.
 
 Reading an archive's weights tree (`Archive.weights`) needs nothing of the
-config: h5py's import (~0.1 s) and the walk of the HDF5 metadata (~0.2 s for
-EfficientNetB7's 2,674 objects) are about half of `check`. On a machine with
+config: the walk of the HDF5 metadata (~0.05 s for EfficientNetB7's 2,674
+objects by `hdf5_tree`; h5py's import, ~0.1 s, and its walk, ~0.3 s, for a
+file that declines) can be done meanwhile. On a machine with
 more than one core, the CLI forks a child that reads the tree while the parent
 parses and validates config.json; the tree comes back as JSON through a pipe
 (never pickle). Anything unexpected (the child killed, the file changed, a
@@ -10,8 +11,8 @@ platform without fork) and the parent reads the tree itself, as it always did;
 an unreadable weights entry is the same one-line error either way.
 
 The `kerasrepair` command forks the child first of all (`early`, before the
-CLI's own imports), so that h5py is imported while the parent imports the
-CLI. It reads the tree of the archive the command line names
+CLI's own imports), so that it reads while the parent imports the CLI. It
+reads the tree of the archive the command line names
 (`__main__.archive_named`) at once, then waits for the path the command sends
 once its arguments are parsed (`start`): the tree read is the answer if the
 paths are the same, else it reads the one sent. Only the CLI forks, before it has
@@ -60,8 +61,8 @@ _waiting: tuple[forked.Child, int] | None = None
 
 
 def early(likely: str | None = None, names: bool = False) -> None:
-    """Fork the child now, before the CLI's imports: it imports h5py meanwhile
-    and reads the tree of the archive at `likely`, if given, then waits for
+    """Fork the child now, before the CLI's imports: it imports what it reads
+    with meanwhile and reads the tree of the archive at `likely`, if given, then waits for
     the path `start` sends (or for `stop`, or this process's end: it is
     stopped then, whatever it is doing). `names`: the layer names on the
     `vars` groups too, which `check` and `fix` seldom use and `inspect` shows."""
@@ -120,13 +121,14 @@ def _wanted() -> bool:
 
 
 def _read_sent(fd: int, likely: str | None, names: bool) -> dict | None:
-    """In the child `early` forked: h5py's import and the tree of the archive
+    """In the child `early` forked: its imports and the tree of the archive
     at `likely` (if any), then the tree of the archive whose path the parent
     writes to `fd` (and closes it after; none: None): the one read already
     when the paths are the same."""
-    # numpy's BLAS starts a thread per core when imported; this child does no algebra
+    # numpy's BLAS starts a thread per core when imported (h5py imports it, for
+    # a file `hdf5_tree` declines); this child does no algebra
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from . import weights  # noqa: F401 (imported while the parent has no path to send)
+    from . import archive, hdf5_tree  # noqa: F401 (imported while the parent has no path to send)
 
     read = _read(likely, names) if likely else None
     with os.fdopen(fd, "rb") as said:

@@ -1,7 +1,10 @@
 """Whether an instance is valid against a schema of `schemas/`: a yes or no,
 compiled once per schema into Python closures. Deciding that a valid
 instance is valid (nearly every one) is then many times faster than
-jsonschema's walk, which is needed only for the errors of an invalid one.
+jsonschema's walk, which is needed only for the errors of an invalid one;
+and the commonest of those, an object's unknown or missing keys against an
+argument schema (a port to an older release), are written here as
+jsonschema writes them (`errors`), so that jsonschema is not even imported.
 
 Only the keywords kerasrepair's schemas use are compiled (`KEYWORDS`, with
 `const` and `enum` on strings and null): a schema with any other keyword
@@ -19,6 +22,7 @@ import functools
 import itertools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import schema
@@ -266,3 +270,63 @@ def _absolute(ref: str, uri: str) -> str:
     if ref.startswith(schema.URN):
         return ref
     raise Unsupported(f"$ref {ref}")
+
+
+@dataclass(frozen=True)
+class Error:
+    """A validation error, in the attributes of jsonschema's that kerasrepair reads."""
+
+    validator: str  # the keyword that failed
+    message: str
+    absolute_path: tuple = ()
+
+
+def errors(ref: str, instance: Any) -> list[Error] | None:
+    """jsonschema's errors of an object against a schema of keys and value
+    types (`schema.type_only_properties`: an argument schema) when each
+    value is of its type: the keys `required` lacks and those
+    `additionalProperties: false` refuses, in the schema's order, in
+    jsonschema's words. None for any other instance or schema (a value of
+    the wrong type: jsonschema writes that one)."""
+    shape = _shape(ref)
+    if shape is None or not isinstance(instance, dict):
+        return None
+    definition, type_checks = shape
+    for name, is_of_type in type_checks.items():
+        if name in instance and not is_of_type(instance[name]):
+            return None
+    found = []
+    for keyword, value in definition.items():
+        if keyword == "required":
+            found += [
+                Error("required", f"{name!r} is a required property")
+                for name in value
+                if name not in instance
+            ]
+        elif keyword == "additionalProperties" and value is False:
+            known = definition.get("properties", {})
+            extras = sorted((name for name in instance if name not in known), key=str)
+            if extras:
+                said = ", ".join(repr(extra) for extra in extras)
+                verb = "was" if len(extras) == 1 else "were"
+                message = f"Additional properties are not allowed ({said} {verb} unexpected)"
+                found.append(Error("additionalProperties", message))
+    return found
+
+
+@functools.cache
+def _shape(ref: str) -> tuple[dict, dict[str, Check]] | None:
+    """The definition at `ref` and a type check per property that has one,
+    for an object schema of keys and value types; else None."""
+    properties = schema.type_only_properties(ref)
+    if properties is None:
+        return None
+    definition = schema.resolve(ref)
+    if "type" in definition and not _type(definition["type"])({}):
+        return None  # not an object schema
+    type_checks = {
+        name: _type(definition["properties"][name]["type"])
+        for name, typed in properties.items()
+        if typed
+    }
+    return definition, type_checks

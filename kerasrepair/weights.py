@@ -36,6 +36,8 @@ from .weights_tree import (
     Variable,
     WeightsProblem,
     WeightsTree,
+    bomb_text,
+    bytes_text,
     natural_key,
 )
 
@@ -258,21 +260,8 @@ def _shape_bomb(
     stored = dataset.get_storage_size()  # the chunks' sizes on disk: no data is read
     unfiltered = dataset.get_create_plist().get_nfilters() == 0
     if declared > BOMB_RATIO * stored or (unfiltered and declared > file_size):
-        return (
-            f"declares {shape} {dataset.dtype} ({_bytes_text(declared)}) but stores "
-            f"{_bytes_text(stored)} in a file of {_bytes_text(file_size)} (not read)"
-        )
+        return bomb_text(shape, str(dataset.dtype), declared, stored, file_size)
     return None
-
-
-def _bytes_text(count: int) -> str:
-    """`4.0 TiB`, `24.5 KiB`, `17 bytes`."""
-    size, unit = float(count), "bytes"
-    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if size < 1024:
-            break
-        size, unit = size / 1024, bigger
-    return f"{count} bytes" if unit == "bytes" else f"{size:,.1f} {unit}"
 
 
 def _name_attribute(file_id: h5py.h5f.FileID, group: bytes) -> str | None:
@@ -355,8 +344,8 @@ def _add_npy_header(npz: zipfile.ZipFile, info: zipfile.ZipInfo, tree: WeightsTr
         tree.problems.append(
             WeightsProblem(
                 key,
-                f"declares {shape} {dtype} ({_bytes_text(declared)}) but its .npy member "
-                f"holds {_bytes_text(info.file_size)} (not read)",
+                f"declares {shape} {dtype} ({bytes_text(declared)}) but its .npy member "
+                f"holds {bytes_text(info.file_size)} (not read)",
                 code="KR910",
             )
         )

@@ -42,6 +42,24 @@ BOMB_FLOOR = 64 << 20
 BOMB_RATIO = 2000
 
 
+def bomb_text(shape: tuple, dtype: str, declared: int, stored: int, file_size: int) -> str:
+    """What KR910 says of a dataset that declares `declared` bytes and stores `stored`."""
+    return (
+        f"declares {shape} {dtype} ({bytes_text(declared)}) but stores "
+        f"{bytes_text(stored)} in a file of {bytes_text(file_size)} (not read)"
+    )
+
+
+def bytes_text(count: int) -> str:
+    """`4.0 TiB`, `24.5 KiB`, `17 bytes`."""
+    size, unit = float(count), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{count} bytes" if unit == "bytes" else f"{size:,.1f} {unit}"
+
+
 @dataclass(frozen=True)
 class WeightsProblem:
     path: str

@@ -1,13 +1,17 @@
 """The compiled yes/no check of a schema (`validity`) says what jsonschema says:
-valid exactly when jsonschema finds no error, on the configs of every fixture,
-their serialized objects against the structural `$defs` and the argument
-schemas of releases, and thousands of mutants of them; every schema of
-`schemas/` is compiled; a keyword it does not compile leaves the schema to
-jsonschema."""
+valid exactly when jsonschema finds no error, and the errors it writes itself
+(unknown and missing arguments) are jsonschema's, word for word; on the
+configs of every fixture, their serialized objects against the structural
+`$defs` and the argument schemas of releases, and thousands of mutants of
+them. Every schema of `schemas/` is compiled; a keyword it does not compile
+leaves the schema to jsonschema."""
 
+import collections
 import copy
 import json
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -60,8 +64,25 @@ def _pairs(config):
     return pairs
 
 
-def _jsonschema_valid(ref, instance) -> bool:
-    return not any(True for _ in schema.validator(ref).iter_errors(instance))
+def _jsonschema_errors(ref, instance) -> list:
+    return [
+        (error.validator, error.message, list(error.absolute_path))
+        for error in schema.validator(ref).iter_errors(instance)
+    ]
+
+
+def _agrees(ref, instance, counts) -> None:
+    """`validity` says what jsonschema says of `instance`: valid or not, and
+    the errors when it writes them. `counts` tallies valid, invalid and the
+    errors written here."""
+    expected = _jsonschema_errors(ref, instance)
+    assert validity.checker(ref)(instance) == (not expected), (ref, json.dumps(instance)[:300])
+    written = validity.errors(ref, instance)
+    if written is not None:
+        said = [(e.validator, e.message, list(e.absolute_path)) for e in written]
+        assert said == expected, (ref, json.dumps(instance)[:300])
+        counts["written"] += bool(expected)
+    counts["invalid" if expected else "valid"] += 1
 
 
 def test_every_schema_of_the_project_is_compiled():
@@ -78,12 +99,12 @@ def test_every_schema_of_the_project_is_compiled():
 
 def test_it_agrees_with_jsonschema_on_every_fixture():
     assert len(CONFIGS) > 150
-    checked = 0
-    for path, config in CONFIGS:
+    counts = collections.Counter()
+    for _, config in CONFIGS:
         for ref, instance in _pairs(config):
-            assert validity.checker(ref)(instance) == _jsonschema_valid(ref, instance), (path, ref)
-            checked += 1
-    assert checked > 10_000
+            _agrees(ref, instance, counts)
+    assert counts["valid"] > 10_000
+    assert counts["written"] > 500  # unknown arguments to older releases, written here
 
 
 # values a mutant puts in place of another: every JSON type, the bounds the
@@ -166,17 +187,15 @@ def test_it_agrees_with_jsonschema_on_mutants(seed):
     rng = random.Random(seed)
     small = [config for _, config in CONFIGS if len(json.dumps(config)) < 20_000]
     pairs = [pair for config in small for pair in _pairs(config)]
-    verdicts = {True: 0, False: 0}
+    counts = collections.Counter()
     for _ in range(1_500):
         # a whole config one time in three: the structure's keywords are there
         ref, instance = (
             (schema.CONFIG_ID, rng.choice(small)) if rng.random() < 0.3 else rng.choice(pairs)
         )
-        mutant = _mutant(instance, rng)
-        expected = _jsonschema_valid(ref, mutant)
-        assert validity.checker(ref)(mutant) == expected, (ref, json.dumps(mutant)[:300])
-        verdicts[expected] += 1
-    assert min(verdicts.values()) > 200  # both verdicts, many times
+        _agrees(ref, _mutant(instance, rng), counts)
+    assert min(counts["valid"], counts["invalid"]) > 200  # both verdicts, many times
+    assert counts["written"] > 20
 
 
 @pytest.mark.parametrize(
@@ -194,3 +213,23 @@ def test_an_invalid_config_still_gets_jsonschema_s_errors():
     assert validity.checker(schema.CONFIG_ID)(config) is False
     found = objects.structure_findings(config)
     assert [f.location for f in found] == ["/config/layers/0/inbound_nodes"]
+
+
+@pytest.mark.parametrize("keras", [None, "3.0"])
+def test_checking_a_real_archive_does_not_import_jsonschema(keras):
+    """A valid config, and a port's unknown arguments, are judged and said
+    without jsonschema: the CLI does not pay for its import."""
+    archive = FIXTURES / "releases" / "keras-3.15.1" / "layer_zoo.keras"
+    arguments = [str(archive)] + (["--keras", keras] if keras else [])
+    script = (
+        "import sys\n"
+        "from kerasrepair.cli import main\n"
+        f"sys.argv = ['kerasrepair', 'check', *{arguments!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('jsonschema' in sys.modules, code, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    imported, code = done.stderr.split()[-2:]
+    assert (imported, code) == ("False", "1" if keras else "0"), done.stderr[-2000:]
+    if keras:
+        assert "KR203" in done.stdout

@@ -27,7 +27,7 @@ def detect(ctx: Context) -> list[Finding]:
         for problem in archive.problems
     ]
     if archive.metadata is not None and archive.format != "h5":  # an HDF5 model's: its attributes
-        for error in schema.metadata_validator().iter_errors(archive.metadata):
+        for error in objects.validate(schema.METADATA_ID, archive.metadata):
             findings.append(
                 Finding(
                     RULE.code,
