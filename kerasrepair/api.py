@@ -9,6 +9,7 @@ result.left        # the errors Keras 3.10 would still reject
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Collection
@@ -17,7 +18,7 @@ from . import keras2, schema
 from .archive import Archive, open_archive
 from .context import DEFAULTS, Options
 from .fix import FixResult, repair, result_of
-from .writer import Staged, staged_edit, write_edit, written_as_h5
+from .writer import Staged, staged_edit, write_edit, written_ahead, written_as_h5
 
 
 def fix_archive(
@@ -35,18 +36,20 @@ def fix_archive(
     release that the release would still reject (unless `only`/`skip` chose
     the fixes): a half-done port loads nowhere it did not load before.
 
-    `ahead`: write the output in a forked child while the result is checked,
-    and keep it only if it is to be written (the CLI, a process of one
-    thread; see `writer.staged_edit`)."""
+    `ahead`: write the output in a forked child, begun at once and finished
+    while the result is checked, and keep it only if it is to be written
+    (the CLI, a process of one thread; see `writer.written_ahead`)."""
     with open_archive(path) as archive:
         if archive.format == "h5" and output is not None and not written_as_h5(output):
             options = dataclasses.replace(options, written_as="keras")  # a conversion
-        ctx, edit = repair(archive, options, only, skip)
-        if output is None:
-            return result_of(ctx, edit)
-        with staged_edit(archive, edit, output, ahead) as staged:
-            fixed = result_of(ctx, edit)
-            write_result(archive, fixed, output, only or skip, staged)
+        begun = written_ahead(archive, output) if ahead else contextlib.nullcontext()
+        with begun as early:  # the entries no repair rewrites, copied meanwhile
+            ctx, edit = repair(archive, options, only, skip)
+            if output is None:
+                return result_of(ctx, edit)
+            with staged_edit(archive, edit, output, early) as staged:
+                fixed = result_of(ctx, edit)
+                write_result(archive, fixed, output, only or skip, staged)
     return fixed
 
 

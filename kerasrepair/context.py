@@ -12,7 +12,7 @@ from . import graph, schema
 from .archive import Archive
 from .findings import Finding
 from .graph import ModelGraph
-from .objects import CLASS_CODES, ObjectChecker
+from .objects import CLASS_CODES, ObjectChecker, serialized_objects
 
 if TYPE_CHECKING:
     from .weights import WeightsTree  # h5py is imported only when weights are read
@@ -91,16 +91,23 @@ class Context:
         return graph.build(self.config)
 
     @cached_property
+    def serialized_objects(self) -> list[tuple[tuple, dict, tuple[str, str] | None]]:
+        """`objects.serialized_objects` of the config, walked once: the rules
+        that look at objects share it."""
+        return list(serialized_objects(self.config))
+
+    @cached_property
     def objects(self) -> list[Finding]:
         """Every serialized object against the target release (`objects`), in
         the codes of the rules that report them."""
-        return ObjectChecker(self.target, self.saved).findings(self.config)
+        return ObjectChecker(self.target, self.saved).findings(self.serialized_objects)
 
     @cached_property
     def classes(self) -> list[Finding]:
         """What the object walk says of classes alone (KR205, KR206): no validation,
         for `inspect`, which shows custom objects but checks nothing."""
-        return ObjectChecker(self.target, self.saved, validate=False).findings(self.config)
+        checker = ObjectChecker(self.target, self.saved, validate=False)
+        return checker.findings(self.serialized_objects)
 
     def objects_of(self, code: str) -> list[Finding]:
         """The object walk's findings of one code (the class codes from the cheap

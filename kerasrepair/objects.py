@@ -127,9 +127,10 @@ class ObjectChecker:
         self._memo: dict[Any, list] = {}
         self._first_release: dict[tuple[str, str | None], str | None] = {}
 
-    def findings(self, config: Any) -> list[Finding]:
+    def findings(self, walked: list[tuple[tuple, dict, tuple[str, str] | None]]) -> list[Finding]:
+        """The findings of the objects of a config (`serialized_objects`, walked)."""
         found: list[Finding] = []
-        for path, obj, owner in serialized_objects(config):
+        for path, obj, owner in walked:
             class_name = obj["class_name"]
             if isinstance(class_name, str) and class_name in SPECIAL_OBJECTS:
                 if self.validate:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import pointer
-from .objects import serialized_objects
 
 # the packages whose modules Keras 3.9+ import by name (serialization_lib:
 # `package in {"keras", "keras_hub", "keras_cv", "keras_nlp"}`)
@@ -134,22 +133,10 @@ def _path(link: tuple) -> tuple:
     return tuple(reversed(keys))
 
 
-def objects(ctx) -> list[tuple[tuple, dict, tuple[str, str] | None]]:
-    """`objects.serialized_objects` of the context's config, walked once per
-    context (as its cached properties are): the seven rules share the walk."""
-    walked = ctx.__dict__.get(_WALKED)
-    if walked is None:
-        walked = ctx.__dict__[_WALKED] = list(serialized_objects(ctx.config))
-    return walked
-
-
-_WALKED = "_security_objects"
-
-
 def instances(ctx, class_name: str) -> Iterator[tuple[tuple, dict, tuple[str, str] | None, dict]]:
     """The objects of one class whose `config` is a dict: path, object, owner
     and its arguments (the `config`)."""
-    for path, obj, owner in objects(ctx):
+    for path, obj, owner in ctx.serialized_objects:
         if obj["class_name"] == class_name and isinstance(obj["config"], dict):
             yield path, obj, owner, obj["config"]
 
@@ -157,7 +144,7 @@ def instances(ctx, class_name: str) -> Iterator[tuple[tuple, dict, tuple[str, st
 def file_arguments(ctx) -> Iterator[tuple[tuple, dict, str]]:
     """Each layer whose class Keras builds from a file (`FILE_ARGUMENTS`): its
     path, itself, and the argument it reads the file from."""
-    for path, obj, _ in objects(ctx):
+    for path, obj, _ in ctx.serialized_objects:
         class_name = obj["class_name"]
         argument = FILE_ARGUMENTS.get(class_name) if isinstance(class_name, str) else None
         if argument is not None and isinstance(obj["config"], dict):

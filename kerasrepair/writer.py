@@ -9,10 +9,12 @@ directory, is re-opened and checked (every entry's place and size, config.json,
 every CRC, read in bounded chunks on two threads), and only then renamed over
 the target: a failure leaves nothing at the target path. When the rename
 replaces a file, the data is forced to disk (fsync) first. The same input and
-replacements always give the same bytes. `staged_archive` and `staged_edit`
-split this in two: the CLI's `fix` has a forked child write and check the
-new archive while it checks its result, and renames it only if the result
-is to be written (`commit()`).
+replacements always give the same bytes. config.json and metadata.json
+(`LAST`) are written after the other entries, and listed where the input
+lists them: the CLI's `fix` has a forked child copy the others from the
+start (`written_ahead`), and write the rest and check the new archive while
+it checks its result (`staged_edit`); it is renamed only if the result is
+to be written (`commit()`).
 
 Nothing is lost: an output path that is the input itself (by inode), a
 symbolic link or not a regular file is refused before anything is written
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,6 +39,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
@@ -135,40 +139,32 @@ def written_as_h5(target: str | os.PathLike) -> bool:
 
 @contextlib.contextmanager
 def staged_edit(
-    archive: Archive, edit: Edit, target: str | os.PathLike, ahead: bool = False
+    archive: Archive, edit: Edit, target: str | os.PathLike, early: Early | None = None
 ) -> Iterator[Staged]:
     """`write_edit` in two steps: `Staged.commit()` in the block writes (when
     it has not yet) and puts the output in place; a block left without it
-    writes nothing. With `ahead`, an archive whose config.json or
-    metadata.json alone change is written and checked by a forked child from
-    the start of the block (`fix` checks its result meanwhile): the CLI's, a
-    process of one thread. Anything else is written by `commit()`."""
+    writes nothing. With `early` (`written_ahead`'s, begun before the edit
+    was known), an archive whose config.json or metadata.json alone change is
+    finished by the child that began it, from the start of the block (`fix`
+    checks its result meanwhile); anything else is written by `commit()`."""
     target = Path(target)
-    later = Staged(lambda: write_edit(archive, edit, target))
     config_only = edit.weights_plan is None and not edit.weight_ops
-    if (
-        not ahead
-        or not config_only
-        or archive.format != "keras"
-        or _same_file(target, archive.path)
-    ):
-        yield later
+    if early is None or not config_only or archive.format != "keras":
+        if early is not None:
+            early.cancel()
+        yield Staged(lambda: write_edit(archive, edit, target))
         return
-    replacements = _config_replacements(archive, edit)
-    with contextlib.ExitStack() as stack:
-        try:
-            staged = stack.enter_context(staged_archive(archive, target, replacements, ahead=True))
-        except (OSError, ArchiveError, WriteError):  # e.g. no such directory: said by
-            staged = later  # `commit()`, if it comes to that (not for an output withheld)
-        yield staged
+    yield early.finish(_config_replacements(archive, edit))
 
 
 def _config_replacements(archive: Archive, edit: Edit) -> dict[str, bytes | os.PathLike]:
     """The entries of `edit` that are JSON: config.json (when a fix changed it,
     or the archive is an HDF5 model made one) and metadata.json."""
     replacements: dict[str, bytes | os.PathLike] = {}
-    if edit.changes or archive.format == "h5":
+    if archive.format == "h5":  # a model made an archive: its config.json is new
         replacements[CONFIG] = edit.config_json().encode()
+    elif edit.changes and (config := edit.config_json().encode()) != archive.config_bytes:
+        replacements[CONFIG] = config  # (a change may be of another entry: KR911's)
     if edit.metadata is not None:
         replacements[METADATA] = json.dumps(edit.metadata).encode()
     return replacements
@@ -303,29 +299,16 @@ def staged_archive(
         remove_leftovers(target.resolve())
         yield Staged(lambda: target)  # nothing to do, and never truncate the source
         return
+    if ahead and not remove and _written_last(source, replacements):
+        with written_ahead(source, target, limits) as early:
+            if early is not None:
+                yield early.finish(replacements)
+                return
     check_output(target)
     with _temporary(target) as temporary:
-        config = replacements.get(CONFIG, source.config_bytes)
-        if not isinstance(config, bytes):
-            config = Path(config).read_bytes()
-        new_config = config is not source.config_bytes
-
-        def write() -> bool:
-            expected = _write(source, temporary, dict(replacements), set(remove), durable)
-            try:
-                _verify(temporary, expected, config, new_config, limits)
-            except WriteError:
-                _check_copied(source, set(expected) - set(replacements))  # the input's fault?
-                raise
-            return True
-
-        child = forked.run(write) if ahead and forked.possible() else None
 
         def commit() -> Path:
-            if child is None or child.answer() is not True:
-                if child is not None:
-                    os.truncate(temporary, 0)  # what the child left: written again
-                write()
+            _write_checked(source, temporary, replacements, set(remove), durable, limits)
             os.replace(temporary, target)
             if durable:
                 _fsync_directory(target.parent)
@@ -334,9 +317,163 @@ def staged_archive(
         try:
             yield Staged(commit)
         finally:
-            if child is not None:
-                child.cancel()  # answered already, or its work is not wanted
             temporary.unlink(missing_ok=True)  # renamed already, or not wanted
+
+
+@contextlib.contextmanager
+def written_ahead(
+    source: Archive, target: str | os.PathLike | None, limits: Limits | None = None
+) -> Iterator[Early | None]:
+    """`fix`'s output begun before `fix` knows what it writes: a forked child
+    copies the entries written before `LAST` into a temporary beside `target`
+    at once, and checks their CRCs, while `fix` repairs; `Early.finish`
+    hands it the rest. None where that cannot be: no target (a dry run), no
+    fork, an HDF5 model, the input itself (`--in-place`), or a target that
+    cannot be written (said by the write, if it comes to that)."""
+    if target is None or source.format != "keras" or not forked.possible():
+        yield None
+        return
+    target = Path(target)
+    if _same_file(target, source.path):
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            check_output(target)
+            durable = target.exists()
+            temporary = stack.enter_context(_temporary(target))
+        except (OSError, ArchiveError, WriteError):
+            temporary = None
+        if temporary is None:
+            yield None
+            return
+        stack.callback(temporary.unlink, missing_ok=True)  # renamed already, or not wanted
+        early = Early(source, target, temporary, durable, limits)
+        stack.callback(early.cancel)
+        yield early
+
+
+class Early:
+    """An archive begun by a forked child before its last entries are known
+    (`written_ahead`)."""
+
+    def __init__(
+        self, source: Archive, target: Path, temporary: Path, durable: bool, limits: Limits | None
+    ):
+        self._source, self._target, self._temporary = source, target, temporary
+        self._durable, self._limits = durable, limits
+        read, self._send = os.pipe()
+        self._child = forked.run(
+            lambda: _write_ahead(source, temporary, read, durable, limits), close=(self._send,)
+        )
+        os.close(read)
+
+    def finish(self, replacements: Mapping[str, bytes]) -> Staged:
+        """Hand the child the entries of `LAST` (and new ones) to write; then
+        `commit()` renames its archive, once it is checked, or writes the
+        archive here if the child could not (and says why, if it cannot)."""
+        replacements = dict(replacements)
+        if not _last(replacements):
+            self.cancel()  # the input's own order (see `LAST`): written here
+        else:
+            said = {name: content.decode("latin-1") for name, content in replacements.items()}
+            with contextlib.suppress(OSError), os.fdopen(self._send, "wb") as pipe:
+                self._send = -1
+                pipe.write(json.dumps(said).encode())  # a child that died: written here
+
+        def commit() -> Path:
+            source, temporary, durable = self._source, self._temporary, self._durable
+            if self._child.answer() is not True:
+                os.truncate(temporary, 0)  # what the child left: written again
+                _write_checked(source, temporary, replacements, set(), durable, self._limits)
+            os.replace(temporary, self._target)
+            if durable:
+                _fsync_directory(self._target.parent)
+            return self._target
+
+        return Staged(commit)
+
+    def cancel(self) -> None:
+        """Stop the child (answered already, or its work is not wanted)."""
+        if self._send >= 0:
+            os.close(self._send)
+            self._send = -1
+        self._child.cancel()
+
+
+def _written_last(source: Archive, replacements: Mapping[str, bytes | os.PathLike]) -> bool:
+    """Whether `replacements` replace an entry of `LAST`, and no other (those
+    written before it are then copied as they are)."""
+    first = {entry.name for entry in source.entries if entry.name not in LAST}
+    return (
+        bool(_last(replacements))
+        and not first & set(replacements)
+        and all(isinstance(content, bytes) for content in replacements.values())
+    )
+
+
+def _write_ahead(
+    source: Archive, temporary: Path, fd: int, durable: bool, limits: Limits | None
+) -> bool | None:
+    """In the child `Early` forked: the entries before `LAST`, their CRCs
+    checked; then, once the parent sends them (read meanwhile: it never
+    waits to send), `LAST`'s entries, the central directory, and the whole
+    checked as `write_archive` checks it. None: not wanted after all."""
+    sent: list[bytes] = []
+
+    def receive() -> None:
+        with os.fdopen(fd, "rb") as said:
+            sent.append(said.read())
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    with (
+        open(temporary, "r+b", buffering=0) as out,
+        open(source.path, "rb") as src,
+        RawZipWriter(out, "w") as zout,
+    ):
+        copied = _write_first(source, src, out, zout, {}, set(), LAST)
+        stored = [entry for entry in copied if entry.method == zipfile.ZIP_STORED]
+        _verify_crcs(temporary, None, stored)
+        reader.join()
+        if not sent or not sent[0]:
+            return None
+        said = json.loads(sent[0])
+        replacements = {name: text.encode("latin-1") for name, text in said.items()}
+        expected = _write_last(source, src, out, zout, dict(replacements), set(), durable, LAST)
+    config = replacements.get(CONFIG, source.config_bytes)
+    checked = {entry.name: entry.data_offset for entry in stored}
+    _verify(temporary, expected, config, CONFIG in replacements, limits, checked)
+    return True
+
+
+def _write_checked(
+    source: Archive,
+    temporary: Path,
+    replacements: Mapping[str, bytes | os.PathLike],
+    remove: set[str],
+    durable: bool,
+    limits: Limits | None,
+) -> None:
+    """The new archive written to `temporary` and checked (`_verify`); a
+    failing check says whether the input's own entries fail theirs."""
+    config = replacements.get(CONFIG, source.config_bytes)
+    if not isinstance(config, bytes):
+        config = Path(config).read_bytes()
+    expected = _write(source, temporary, dict(replacements), remove, durable)
+    try:
+        _verify(temporary, expected, config, config is not source.config_bytes, limits)
+    except WriteError:
+        _check_copied(source, set(expected) - set(replacements))  # the input's fault?
+        raise
+
+
+# The entries `fix` rewrites: when one is replaced, they are written after all
+# the others, so that those can be copied before `fix` knows what it writes
+# (`written_ahead`); the central directory still lists every entry where the
+# input lists it. An archive whose config.json and metadata.json are kept is
+# written in the order its entries lie in (a copy is the same bytes).
+LAST = (METADATA, CONFIG)
 
 
 def _write(
@@ -346,8 +483,7 @@ def _write(
     remove: set[str],
     durable: bool,
 ) -> list[str]:
-    """Write the new zip; return the names it holds, in order."""
-    written = []
+    """Write the new zip; return the names it lists, in order."""
     with (
         # "r+b", not "wb": the temporary is new and empty, and ext4 flushes a
         # file truncated on open when it is closed (auto_da_alloc), 0.1 s a 270 MB archive
@@ -355,25 +491,60 @@ def _write(
         open(source.path, "rb") as src,
         RawZipWriter(out, "w") as zout,
     ):
-        for entry in source.entries:
-            if entry.name in remove:
-                continue
+        last = _last(replacements)
+        _write_first(source, src, out, zout, replacements, remove, last)
+        return _write_last(source, src, out, zout, replacements, remove, durable, last)
+
+
+def _in_place_order(source: Archive) -> list[Entry]:
+    """The entries in the order they lie in the file: Keras's own, or this
+    writer's with `LAST` last (then a copy of the archive is the same bytes)."""
+    return sorted(source.entries, key=lambda entry: entry.header_offset)
+
+
+def _last(replacements: Mapping[str, bytes | os.PathLike]) -> tuple[str, ...]:
+    """The entries written after the others: `LAST` if one of them is replaced."""
+    return LAST if set(LAST) & set(replacements) else ()
+
+
+def _write_first(source, src, out, zout, replacements, remove, last) -> list[Entry]:
+    """The entries not in `last`, in the order they lie in the input, replaced
+    (taken out of `replacements`) or copied as they are; the copies, where
+    they now lie."""
+    copied = []
+    for entry in _in_place_order(source):
+        if entry.name in remove or entry.name in last:
+            continue
+        if entry.name in replacements:
+            _write_entry(zout, _fresh_info(entry.info), replacements.pop(entry.name))
+        else:
+            copied.append(_copy_raw(src, out, entry, zout))
+    return copied
+
+
+def _write_last(source, src, out, zout, replacements, remove, durable, last) -> list[str]:
+    """The entries of `last`, replaced or copied; the new ones (what is left
+    of `replacements`, in name order, stored); the central directory, in the
+    input's order. The names it lists."""
+    for entry in _in_place_order(source):
+        if entry.name in last and entry.name not in remove:
             if entry.name in replacements:
                 _write_entry(zout, _fresh_info(entry.info), replacements.pop(entry.name))
             else:
                 _copy_raw(src, out, entry, zout)
-            written.append(entry.name)
-        for name in sorted(replacements):
-            info = zipfile.ZipInfo(name, FIXED_DATE_TIME)
-            info.compress_type = zipfile.ZIP_STORED
-            info.external_attr = 0o644 << 16
-            _write_entry(zout, info, replacements[name])
-            written.append(name)
-        zout.comment = source.comment
-        zout.close()  # writes the central directory
-        if durable:
-            os.fsync(out.fileno())
-    return written
+    listed = [entry.name for entry in source.entries if entry.name not in remove]
+    for name in sorted(replacements):
+        info = zipfile.ZipInfo(name, FIXED_DATE_TIME)
+        info.compress_type = zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        _write_entry(zout, info, replacements[name])
+        listed.append(name)
+    zout.list_in(listed)
+    zout.comment = source.comment
+    zout.close()  # writes the central directory
+    if durable:
+        os.fsync(out.fileno())
+    return listed
 
 
 def _write_entry(zout: zipfile.ZipFile, info: zipfile.ZipInfo, content) -> None:
@@ -410,16 +581,31 @@ class RawZipWriter(zipfile.ZipFile):
         self.start_dir = self.fp.tell()  # the central directory is written here on close
         self._didModify = True
 
+    def list_in(self, names: list[str]) -> None:
+        """List the entries in the central directory in the order of `names`
+        (where they lie in the file may differ: see `LAST`)."""
+        place = {name: n for n, name in enumerate(names)}
+        self.filelist.sort(key=lambda info: place[info.filename])
 
-def _copy_raw(src, out, entry: Entry, zout: RawZipWriter) -> None:
-    """Copy an entry's local header and bytes unchanged; list it in `zout`."""
+
+def _copy_raw(src, out, entry: Entry, zout: RawZipWriter) -> Entry:
+    """Copy an entry's local header and bytes unchanged; list it in `zout`.
+    The entry where it now lies."""
     info = copy.copy(entry.info)
-    info.header_offset = out.tell()
+    info.header_offset = start = out.tell()
     info.extra = _strip_zip64(info.extra)  # zipfile re-adds one where needed
     _copy_range(
         src.fileno(), out.fileno(), entry.header_offset, entry.end_offset - entry.header_offset
     )
     zout.add_raw(info)
+    moved = start - entry.header_offset
+    return dataclasses.replace(
+        entry,
+        header_offset=start,
+        data_offset=entry.data_offset + moved,
+        end_offset=entry.end_offset + moved,
+        info=info,
+    )
 
 
 def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
@@ -454,12 +640,18 @@ def _strip_zip64(extra: bytes) -> bytes:
 
 
 def _verify(
-    path: Path, expected: list[str], config: bytes, new_config: bool, limits: Limits | None
+    path: Path,
+    expected: list[str],
+    config: bytes,
+    new_config: bool,
+    limits: Limits | None,
+    checked: Mapping[str, int] | None = None,
 ) -> None:
     """Re-read the written archive: its entries (names, order, local headers,
     sizes, checked as any input is), config.json holding `config` (parsed when
     it is new: one copied from the source was parsed when the source was
-    opened), and every entry's CRC."""
+    opened), and every entry's CRC but those `checked` already (name: where
+    its data starts) in this file, by the child that wrote them."""
     limits = limits or Limits()
     try:
         with open_zip(path) as zf:
@@ -473,16 +665,17 @@ def _verify(
                     raise WriteError("the new archive does not hold the config.json written")
                 if new_config:
                     parse_config(path, config, limits)
-            _verify_crcs(path, zf, entries)
+            checked = checked or {}
+            _verify_crcs(path, zf, [e for e in entries if checked.get(e.name) != e.data_offset])
     except ArchiveError as e:
         raise WriteError(f"the new archive does not read back: {e.what}") from None
 
 
-def _verify_crcs(path: Path, zf: zipfile.ZipFile, entries: list[Entry]) -> None:
+def _verify_crcs(path: Path, zf: zipfile.ZipFile | None, entries: list[Entry]) -> None:
     """Every entry's CRC-32: stored ones from their bytes in place, in chunks
     (a big one split between two threads, as zlib and pread release the GIL,
-    and the halves combined); compressed ones through zipfile, which checks
-    as it decompresses."""
+    and the halves combined); compressed ones through zipfile (`zf`), which
+    checks as it decompresses."""
     # imported when used: by the child writing ahead, not at the CLI's start
     from concurrent.futures import ThreadPoolExecutor
 

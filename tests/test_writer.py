@@ -66,6 +66,23 @@ def test_replacing_config_copies_other_entries_raw(model_and_archive, tmp_path):
         )
 
 
+def test_a_replaced_config_is_written_after_the_entries_copied_as_they_are(
+    model_and_archive, tmp_path
+):
+    """config.json and metadata.json, when one is replaced, go after the other
+    entries (which a child copies before `fix` knows what it writes); the
+    central directory lists every entry where the input lists it."""
+    _, source = model_and_archive
+    target = tmp_path / "out.keras"
+    with open_archive(source) as archive:
+        write_archive(archive, target, {"config.json": _renamed_config(archive)})
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target) as zout:
+        assert zout.namelist() == zin.namelist()
+        where = {info.filename: info.header_offset for info in zout.infolist()}
+    assert where["model.weights.h5"] == 0
+    assert where["model.weights.h5"] < where["metadata.json"] < where["config.json"]
+
+
 def test_output_is_deterministic(model_and_archive, tmp_path):
     _, source = model_and_archive
     with open_archive(source) as archive:

@@ -1,5 +1,6 @@
-"""`fix` on the command line writes its output in a forked child while it
-checks the result (`writer.staged_archive(ahead=True)`): the same bytes as
+"""`fix` on the command line writes its output in a forked child, begun
+before it knows what it writes and finished while it checks the result
+(`writer.written_ahead`, `writer.staged_archive(ahead=True)`): the same bytes as
 written in one go, nothing left behind when the result is not written, the
 same error when writing fails, and a child that dies is written again by the
 parent. Only a process of one thread forks, so each case runs in a fresh
@@ -137,6 +138,30 @@ def test_the_command_writes_what_fix_archive_writes(tmp_path):
     here = fix_archive(source, tmp_path / "here.keras", Options(keras="3.4"))
     assert here.changes  # something was repaired, and written both ways
     assert (tmp_path / "cli.keras").read_bytes() == (tmp_path / "here.keras").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "source, keras",
+    [
+        # the port moves weight groups (KR405): the child begun at once is
+        # stopped, and the output written by the command itself
+        (MODELS.parent / "releases" / "keras-3.15.1" / "nested_container_model.keras", "3.14"),
+        # nothing to repair: the archive in its own order, written by the command
+        (MODELS / "sequential_mlp.keras", None),
+    ],
+    ids=["weights edited", "nothing repaired"],
+)
+def test_what_the_child_begun_at_once_does_not_write_the_command_writes(tmp_path, source, keras):
+    options = ["--keras", keras] if keras else []
+    ran = kerasrepair("fix", source, *options, "-o", tmp_path / "cli.keras")
+    assert ran.returncode == 0, ran.stderr
+    here = fix_archive(source, tmp_path / "here.keras", Options(keras=keras))
+    assert bool(here.changes) == bool(keras)
+    assert (here.weights_after is not None) == bool(keras)  # the weights are edited
+    assert (tmp_path / "cli.keras").read_bytes() == (tmp_path / "here.keras").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["cli.keras", "here.keras"]  # no temporary left
+    if not keras:
+        assert (tmp_path / "cli.keras").read_bytes() == source.read_bytes()
 
 
 def test_a_port_the_target_would_reject_leaves_nothing_written_ahead(tmp_path):

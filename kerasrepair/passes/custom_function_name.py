@@ -14,7 +14,7 @@ with its package by every release (`activations.serialize`), so it loads.
 
 from __future__ import annotations
 
-from .. import objects, pointer, schema
+from .. import pointer, schema
 from ..context import Context
 from ..findings import ERROR, NEVER, Finding, Rule
 
@@ -101,7 +101,7 @@ def _bare_functions(ctx: Context):
     """The functions saved by name only that are not Keras's own (which every
     release finds in BUILTIN_FUNCTIONS): path, name, where it is said to be,
     the layer it is in."""
-    for path, obj, owner in objects.serialized_objects(ctx.config):
+    for path, obj, owner in ctx.serialized_objects:
         name = obj["config"]
         if (
             obj["class_name"] != "function"

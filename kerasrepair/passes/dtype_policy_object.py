@@ -48,7 +48,7 @@ POLICIES = ("DTypePolicy", "FloatDTypePolicy")
 
 def detect(ctx: Context) -> list[Finding]:
     found = []
-    for path, obj, owner in objects.serialized_objects(ctx.config):
+    for path, obj, owner in ctx.serialized_objects:
         class_name = obj.get("class_name")
         if not path or path[-1] != "dtype" or not str(class_name).endswith("DTypePolicy"):
             continue

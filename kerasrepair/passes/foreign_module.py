@@ -41,7 +41,7 @@ LAMBDA_MODULE_KEYS = ("module", "output_shape_module", "fn_module")
 def detect(ctx: Context) -> list[Finding]:
     said = advisories.advised(RULE.code)
     found = []
-    for path, obj, owner in security.objects(ctx):
+    for path, obj, owner in ctx.serialized_objects:
         who, layer = security.describe(obj, owner), security.layer_of(obj, owner)
         fields = security.foreign_fields(obj)
         if fields:

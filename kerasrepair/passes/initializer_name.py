@@ -43,7 +43,7 @@ RULE = Rule(
 
 def detect(ctx: Context) -> list[Finding]:
     found = []
-    for path, obj, owner in objects.serialized_objects(ctx.config):
+    for path, obj, owner in ctx.serialized_objects:
         renamed = objects.older_initializer_name(
             obj.get("module"), obj.get("class_name"), ctx.target
         )

@@ -46,7 +46,7 @@ RULE = Rule(
 
 def detect(ctx: Context) -> list[Finding]:
     found = []
-    for path, obj, owner in objects.serialized_objects(ctx.config):
+    for path, obj, owner in ctx.serialized_objects:
         module, class_name = obj.get("module"), obj.get("class_name")
         if ctx.target.resolve(module, class_name) is not None:
             continue

@@ -8,7 +8,7 @@ tf.keras writes `"axis": [3]`; Keras 3's BatchNormalization calls `int(axis)`:
 
 from __future__ import annotations
 
-from .. import keras2, objects, pointer
+from .. import keras2, pointer
 from ..context import Context
 from ..edit import Edit
 from ..findings import ERROR, SAFE, SOMETIMES, Change, Finding, Rule
@@ -40,7 +40,7 @@ def detect(ctx: Context) -> list[Finding]:
     if not keras2.applies(ctx.archive):
         return []
     found = []
-    for path, obj, _owner in objects.serialized_objects(ctx.config):
+    for path, obj, _owner in ctx.serialized_objects:
         arguments = obj.get("config")
         if not isinstance(arguments, dict) or not isinstance(arguments.get("axis"), list):
             continue

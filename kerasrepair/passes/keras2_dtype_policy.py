@@ -41,7 +41,7 @@ def detect(ctx: Context) -> list[Finding]:
     if not keras2.applies(ctx.archive):
         return []
     found = []
-    for path, obj, owner in objects.serialized_objects(ctx.config):
+    for path, obj, owner in ctx.serialized_objects:
         if obj.get("class_name") != "Policy" or not path or path[-1] != "dtype":
             continue
         name = obj["config"].get("name") if isinstance(obj["config"], dict) else None

@@ -58,7 +58,7 @@ def detect(ctx: Context) -> list[Finding]:
     if not keras2.applies(ctx.archive):
         return []
     found = []
-    for path, obj, _owner in objects.serialized_objects(ctx.config):
+    for path, obj, _owner in ctx.serialized_objects:
         class_name = obj.get("class_name")
         if not isinstance(class_name, str) or class_name in objects.SPECIAL_OBJECTS:
             continue

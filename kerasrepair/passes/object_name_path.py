@@ -54,7 +54,7 @@ def detect(ctx: Context) -> list[Finding]:
     said = advisories.advised(RULE.code)
     keras2_archive = keras2.applies(ctx.archive)
     found = []
-    for path, obj, owner in security.objects(ctx):
+    for path, obj, owner in ctx.serialized_objects:
         for field in FIELDS:
             name = obj.get(field[0])
             if len(field) == 2:

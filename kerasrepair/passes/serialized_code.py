@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import advisories, pointer, schema, security
+from .. import advisories, pointer, schema
 from ..context import Context
 from ..findings import ERROR, NEVER, WARNING, Finding, Rule
 
@@ -51,7 +51,7 @@ def detect(ctx: Context) -> list[Finding]:
         else "loading the model with safe_mode=False runs it"
     )
     found = []
-    for path, who, layer in _code(security.objects(ctx)):
+    for path, who, layer in _code(ctx.serialized_objects):
         found.append(
             Finding(
                 RULE.code,
