@@ -4,7 +4,7 @@
 
 `efficientnetb7.keras`: keras.applications.EfficientNetB7(weights=None), about
 269 MB and 816 layers. `efficientnetb7_numpy.keras`: the same archive with one
-numpy literal in a layer argument (the config-only repair `fix` will make),
+numpy literal in a layer argument (which Keras 3.0-3.4 refuse: `fix` repairs it for those),
 written by real Keras from a model that holds it.
 """
 
