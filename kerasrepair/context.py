@@ -15,7 +15,7 @@ from .graph import ModelGraph
 from .objects import CLASS_CODES, ObjectChecker, serialized_objects
 
 if TYPE_CHECKING:
-    from .weights import WeightsTree  # h5py is imported only when weights are read
+    from .weights_tree import WeightsTree
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ directory, is re-opened and checked (every entry's place and size, config.json,
 every CRC, read in bounded chunks on two threads), and only then renamed over
 the target: a failure leaves nothing at the target path. When the rename
 replaces a file, the data is forced to disk (fsync) first. The same input and
-replacements always give the same bytes. config.json and metadata.json
-(`LAST`) are written after the other entries, and listed where the input
-lists them: the CLI's `fix` has a forked child copy the others from the
-start (`written_ahead`), and write the rest and check the new archive while
-it checks its result (`staged_edit`); it is renamed only if the result is
-to be written (`commit()`).
+replacements always give the same bytes. When config.json or metadata.json
+(`LAST`) is replaced, they are written after the other entries, and listed
+where the input lists them: the CLI's `fix` has a forked child copy the
+others from the start (`written_ahead`), and write the rest and check the
+new archive while it checks its result (`staged_edit`); it is renamed only
+if the result is to be written (`commit()`).
 
 Nothing is lost: an output path that is the input itself (by inode), a
 symbolic link or not a regular file is refused before anything is written
@@ -286,9 +286,10 @@ def staged_archive(
 ) -> Iterator[Staged]:
     """`write_archive` in two steps: the new archive is written to a temporary
     beside `target` and checked, then `Staged.commit()` renames it into place;
-    a block left without `commit()` leaves the target as it was. With `ahead`,
-    a forked child writes and checks it from the start of the block; should it
-    fail or die, `commit()` writes it again here, and says why."""
+    a block left without `commit()` leaves the target as it was. With `ahead`
+    and only `LAST` replaced, a forked child writes and checks it from the
+    start of the block (`written_ahead`); should it fail or die, `commit()`
+    writes it again here, and says why."""
     replacements = dict(replacements or {})
     target = Path(target)
     # Data is forced to disk before the rename only when the rename replaces a
@@ -373,8 +374,8 @@ class Early:
         `commit()` renames its archive, once it is checked, or writes the
         archive here if the child could not (and says why, if it cannot)."""
         replacements = dict(replacements)
-        if not _last(replacements):
-            self.cancel()  # the input's own order (see `LAST`): written here
+        if not _written_last(self._source, replacements):
+            self.cancel()  # the input's own order (see `LAST`), or another entry: written here
         else:
             said = {name: content.decode("latin-1") for name, content in replacements.items()}
             with contextlib.suppress(OSError), os.fdopen(self._send, "wb") as pipe:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import pytest
 
@@ -248,3 +249,37 @@ def test_an_input_failing_its_crc_is_said_to_be_the_input(tmp_path, ahead):
         "a copy would be too; re-download or re-save the model\n"
     )
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_an_early_archive_finished_with_another_entry_is_written_by_the_parent(tmp_path):
+    """`Early.finish` given more than config.json and metadata.json (the
+    weights, whose copy the child began): the child is stopped and the
+    archive written here, as `write_archive` writes it."""
+    weights = tmp_path / "weights.h5"
+    with zipfile.ZipFile(SOURCE) as zf:
+        weights.write_bytes(zf.read("model.weights.h5"))
+    config = renamed_config()
+    script = textwrap.dedent(
+        """
+        import sys
+        from kerasrepair import open_archive, writer
+        source, target, config, weights = sys.argv[1:5]
+        replacements = {"config.json": open(config, "rb").read(),
+                        "model.weights.h5": open(weights, "rb").read()}
+        with open_archive(source) as archive, writer.written_ahead(archive, target) as early:
+            assert early is not None
+            early.finish(replacements).commit()
+        """
+    )
+    (tmp_path / "config.json").write_bytes(config)
+    target = tmp_path / "early.keras"
+    subprocess.run(
+        [sys.executable, "-c", script, SOURCE, target, tmp_path / "config.json", weights],
+        check=True,
+        timeout=120,
+    )
+    here = tmp_path / "here.keras"
+    with open_archive(SOURCE) as archive:
+        replacements = {"config.json": config, "model.weights.h5": weights.read_bytes()}
+        write_archive(archive, here, replacements)
+    assert target.read_bytes() == here.read_bytes()
