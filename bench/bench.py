@@ -58,6 +58,10 @@ def timed(command: list[str], runs: int, before=None, statuses=(0,), env=None) -
     for _ in range(runs):
         if before:
             before()
+        # no write of an earlier run left pending: the kernel's writeback of
+        # the 270 MB outputs before (2.7 GB by the `fix` runs) throttles the
+        # writes of the next (0.05-0.1 s a run here, and seconds at times)
+        os.sync()
         start = time.perf_counter()
         done = subprocess.run(command, stdout=subprocess.DEVNULL, env=env or ENV)
         times.append(time.perf_counter() - start)
