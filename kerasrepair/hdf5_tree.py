@@ -31,6 +31,7 @@ from .weights_tree import (
     WeightsTree,
     bomb_text,
     natural_key,
+    soft_link_text,
 )
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -138,7 +139,7 @@ class _Reader:
             path, address, soft = link
             if soft is not None:
                 where = path.decode("utf-8", "replace")
-                links.append(WeightsProblem(where, f"soft link to '{_text(soft)}' (not followed)"))
+                links.append(WeightsProblem(where, soft_link_text(soft)))
                 continue
             if address in seen:
                 continue  # reached by another hard link: visited there
@@ -465,9 +466,3 @@ def _string(heap: bytes, offset: int) -> bytes:
     if offset >= len(heap) or end < 0:
         raise Declined("a name outside its heap")
     return heap[offset:end]
-
-
-def _text(value: bytes, limit: int = 200) -> str:
-    """A name from the file, for a message: decoded, and cut if absurdly long."""
-    text = value.decode("utf-8", "replace")
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -38,7 +38,9 @@ from .weights_tree import (
     WeightsTree,
     bomb_text,
     bytes_text,
+    name_text,
     natural_key,
+    soft_link_text,
 )
 
 
@@ -204,17 +206,11 @@ def _link_text(file_id: h5py.h5f.FileID, name: bytes, kind: int) -> str:
     """What a soft, external or user-defined link names, read from the link
     itself (H5Lget_val): the link is not traversed."""
     if kind == h5l.TYPE_SOFT:
-        return f"soft link to '{_text(file_id.links.get_val(name))}' (not followed)"
+        return soft_link_text(file_id.links.get_val(name))
     if kind == h5l.TYPE_EXTERNAL:
         filename, path = file_id.links.get_val(name)
-        return f"external link to '{_text(filename)}:{_text(path)}' (not followed)"
+        return f"external link to '{name_text(filename)}:{name_text(path)}' (not followed)"
     return f"user-defined link of type {kind} (not followed)"
-
-
-def _text(value: bytes | str, limit: int = 200) -> str:
-    """A name from the file, for a message: decoded, and cut if absurdly long."""
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree, file_size: int) -> None:
@@ -225,7 +221,7 @@ def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree, file_size
     if plist.get_layout() == h5d.VIRTUAL:
         sources = sorted(
             {
-                f"'{_text(plist.get_virtual_filename(i))}:{_text(plist.get_virtual_dsetname(i))}'"
+                f"'{name_text(plist.get_virtual_filename(i))}:{name_text(plist.get_virtual_dsetname(i))}'"
                 for i in range(plist.get_virtual_count())
             }
         )
@@ -235,7 +231,7 @@ def _add_dataset(dataset: h5d.DatasetID, path: str, tree: WeightsTree, file_size
         return
     if plist.get_external_count():
         files = ", ".join(
-            _text(plist.get_external(i)[0]) for i in range(plist.get_external_count())
+            name_text(plist.get_external(i)[0]) for i in range(plist.get_external_count())
         )
         tree.problems.append(
             WeightsProblem(path, f"data stored in external files: {files} (not read)")

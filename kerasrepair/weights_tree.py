@@ -50,6 +50,17 @@ def bomb_text(shape: tuple, dtype: str, declared: int, stored: int, file_size: i
     )
 
 
+def soft_link_text(value: bytes | str) -> str:
+    """What KR901 says of a soft link to `value`."""
+    return f"soft link to '{name_text(value)}' (not followed)"
+
+
+def name_text(value: bytes | str, limit: int = 200) -> str:
+    """A name from the file, for a message: decoded, and cut if absurdly long."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def bytes_text(count: int) -> str:
     """`4.0 TiB`, `24.5 KiB`, `17 bytes`."""
     size, unit = float(count), "bytes"
