@@ -7,10 +7,11 @@ A finding names them in one line, `advised(code)`: "CVE-2025-1550 (Keras
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 from dataclasses import dataclass
 from functools import cache
+
+from . import schema
 
 FILE = "advisories.json"
 
@@ -43,7 +44,7 @@ class Advisory:
 
 @cache
 def all_advisories() -> tuple[Advisory, ...]:
-    text = importlib.resources.files("kerasrepair.schemas").joinpath(FILE).read_bytes()
+    text = (schema.files() / FILE).read_bytes()
     return tuple(
         Advisory(
             id=id_,

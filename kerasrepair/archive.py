@@ -19,7 +19,6 @@ import re
 import stat
 import struct
 import sys
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -213,6 +212,8 @@ class Archive:
         """
         if entry.method == zipfile.ZIP_STORED:
             return EntryFile(self.path, entry.data_offset, entry.size)
+        import tempfile  # here, not at every start
+
         scratch = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
         try:
             for chunk in read_chunks(self.path, self._zip, entry):

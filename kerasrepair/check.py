@@ -83,7 +83,7 @@ def findings(ctx: Context) -> list[Finding]:
     conversion = [module for module in modules if module in converting]
     if keras2_archive or any(module.detect(ctx) for module in conversion):
         edit = Edit.of(json.dumps(ctx.config).encode())
-        ctx = Context(ctx.archive, edit.config, ctx.options, ctx.edited_weights)
+        ctx = Context(ctx.archive, edit.config, ctx.options, ctx.edited_weights, edit)
         ctx, found = runner.run(ctx, edit, conversion, lambda finding: finding.fix == SAFE)
     # run once: either above, or they found nothing to convert
     modules = [module for module in modules if module not in conversion]

@@ -4,6 +4,7 @@ the options, and the release it is checked for (`Context`)."""
 from __future__ import annotations
 
 import ast
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from .graph import ModelGraph
 from .objects import CLASS_CODES, ObjectChecker, serialized_objects
 
 if TYPE_CHECKING:
+    from .edit import Edit
     from .weights_tree import WeightsTree
 
 
@@ -71,6 +73,18 @@ class Context:
     options: Options = DEFAULTS
     # the weights after the group operations recorded so far; None: the archive's
     edited_weights: WeightsTree | None = None
+    # the fixes' Edit, when `config` is its config (its JSON is made once)
+    edit: Edit | None = None
+
+    @property
+    def config_json(self) -> bytes:
+        """`config` as JSON: config.json's own bytes for the archive's config,
+        the Edit's JSON for an edited one (the writer's), else made now."""
+        if self.config is self.archive.config:
+            return self.archive.config_bytes
+        if self.edit is not None and self.edit.config is self.config:
+            return self.edit.config_json().encode()
+        return json.dumps(self.config).encode()
 
     @cached_property
     def target(self) -> schema.ReleaseSchema:

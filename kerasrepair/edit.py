@@ -112,6 +112,16 @@ class Edit:
         # a fresh parse: several times faster than copy.deepcopy of a big config
         return cls(config=json.loads(config_bytes))
 
+    # config.json's text, made once for each state of `config` (`edited`)
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+
     def config_json(self) -> str:
-        """config.json as Keras writes it (`json.dumps` defaults)."""
-        return json.dumps(self.config)
+        """config.json as Keras writes it (`json.dumps` defaults), made once
+        for the writer and the check of what it writes."""
+        if self._json is None:
+            self._json = json.dumps(self.config)
+        return self._json
+
+    def edited(self) -> None:
+        """`config` changed (the runner says so after each fix)."""
+        self._json = None

@@ -99,7 +99,7 @@ def repair(
     """`fix`'s first step: the repairs, recorded in an Edit (what is written),
     and the context they leave."""
     edit = Edit.of(archive.config_bytes)
-    ctx = Context(archive, edit.config, options)
+    ctx = Context(archive, edit.config, options, edit=edit)
     ctx.target  # noqa: B018 (a --keras with no schema fails before anything runs)
     if archive.weights_read_elsewhere:  # meanwhile, what the rules derive from the config
         ctx.graph, ctx.objects  # noqa: B018

@@ -433,8 +433,10 @@ def _memo_key(ref: str, instance: dict) -> tuple | None:
     if properties is None:
         return None
     return tuple(
-        (k, _json_type(v) if properties.get(k, False) else None)
-        for k, v in sorted(instance.items())
+        [
+            (k, _json_type(v)) if properties.get(k, False) else (k, None)
+            for k, v in sorted(instance.items())
+        ]
     )
 
 
@@ -443,9 +445,9 @@ def signature(value: Any) -> Any:
     keys and list lengths, and of each leaf its JSON type, the sign of a
     number, the emptiness of a string."""
     if isinstance(value, dict):
-        return tuple((k, signature(v)) for k, v in sorted(value.items()))
+        return tuple([(k, signature(v)) for k, v in sorted(value.items())])
     if isinstance(value, list):
-        return ("[", *(signature(v) for v in value))
+        return ("[", *[signature(v) for v in value])
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float)):
@@ -455,10 +457,24 @@ def signature(value: Any) -> Any:
     return ("?", id(value))
 
 
+# the JSON type of what json.loads makes, by its Python type (a lookup: the
+# memo keys take the type of every value of every object)
+_JSON_TYPES = {
+    type(None): "null",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
+    found = _JSON_TYPES.get(type(value))
+    if found is not None:
+        return found
+    if isinstance(value, bool):  # subclasses, as JSON Schema's validators see them
         return "boolean"
     if isinstance(value, int):
         return "integer"

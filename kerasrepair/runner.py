@@ -34,7 +34,9 @@ def run(
         chosen = [finding for finding in findings if choose(finding)]
         if chosen:
             edit.changes += module.apply(ctx, edit, chosen)
-            ctx = Context(ctx.archive, edit.config, ctx.options, weights_after(ctx.archive, edit))
+            edit.edited()
+            after = weights_after(ctx.archive, edit)
+            ctx = Context(ctx.archive, edit.config, ctx.options, after, edit)
     return ctx, found
 
 

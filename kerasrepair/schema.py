@@ -18,11 +18,11 @@ nothing is fetched from the network.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import json
 import re
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,14 +34,19 @@ RELEASES_DIR = "keras"
 _MINOR = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?")
 
 
-def _files():
-    return importlib.resources.files("kerasrepair.schemas")
+def files() -> Path:
+    """The folder of the installed schemas (`kerasrepair.schemas`): a folder of
+    files, as pip installs it (importlib.resources would say the same, but
+    costs 4 ms at every start to import)."""
+    from . import schemas
+
+    return Path(schemas.__file__).parent
 
 
 @functools.cache
 def load(name: str) -> dict[str, Any]:
     """A schema file of `schemas/`, parsed once: `config.schema.json`, `keras/3.4.json`."""
-    return json.loads(_files().joinpath(name).read_bytes())
+    return json.loads((files() / name).read_bytes())
 
 
 URN = "urn:kerasrepair:schemas:"
@@ -194,7 +199,7 @@ def release_names() -> tuple[str, ...]:
     """
     names = [
         entry.name.removesuffix(".json")
-        for entry in _files().joinpath(RELEASES_DIR).iterdir()
+        for entry in (files() / RELEASES_DIR).iterdir()
         if entry.name.endswith(".json")
     ]
     return tuple(sorted(names, key=release_key))

@@ -277,3 +277,24 @@ def test_repairs_for_the_saving_release_are_written_with_what_is_left(tmp_path):
     result = json.loads(ran.output)
     assert ran.exit_code == 1 and not result["withheld"], ran.output
     assert result["remaining"] and out.exists()
+
+
+def test_the_edits_json_is_its_config_after_every_fix():
+    """`Edit.config_json` is made once for each state of the config (the
+    writer's and KR905's): the runner says when a fix changed it."""
+    from kerasrepair import registry, runner
+    from kerasrepair.context import Context, Options
+    from kerasrepair.edit import Edit
+    from kerasrepair.findings import SAFE
+
+    path = FIXTURES / "releases" / "keras-3.4.1" / "shared_layer_reused_later.keras"
+    with open_archive(path) as archive:
+        edit = Edit.of(archive.config_bytes)
+        ctx = Context(archive, edit.config, Options(), edit=edit)
+        before = edit.config_json()
+        assert ctx.config_json == before.encode()
+        repairing = [module for module in registry.MODULES if registry.repairs(module)]
+        ctx, _ = runner.run(ctx, edit, repairing, lambda finding: finding.fix == SAFE)
+        assert edit.changes
+        assert edit.config_json() == json.dumps(edit.config) != before
+        assert ctx.config_json == edit.config_json().encode()

@@ -24,7 +24,7 @@ FUNCTIONAL = MODELS / "functional_nested_shared.keras"
 DRIVER = textwrap.dedent(
     """
     import json, os, sys
-    from kerasrepair.ENTRY import main
+    from kerasrepair.ENTRY import MAIN as main
     sys.argv = ["kerasrepair", *sys.argv[1:]]
     try:
         main()
@@ -47,10 +47,16 @@ DRIVER = textwrap.dedent(
 )
 
 
+def _driver(entry: str) -> str:
+    # the console entry (`__main__.main`) ends the process at once, so the
+    # driver runs what it runs before that (`run`)
+    return DRIVER.replace("ENTRY", entry).replace("MAIN", "run" if entry == "__main__" else "main")
+
+
 def drive(*args, prefetch=True, entry="cli"):
     env = dict(os.environ, KERASREPAIR_PREFETCH="1" if prefetch else "0")
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER.replace("ENTRY", entry), *map(str, args)],
+        [sys.executable, "-c", _driver(entry), *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -146,6 +152,39 @@ def test_a_usage_error_ends_the_child_reading_the_first_argument():
     stdout, stderr, said = drive("fix", FUNCTIONAL, entry="__main__")
     assert said["code"] == 2 and "give exactly one of -o OUT" in stderr
     assert not said["children_left"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("fix", FUNCTIONAL, "--keras", "3.0", "--json", "-o", "OUT"), ("fix", FUNCTIONAL)],
+    ids=["a fix", "a usage error"],
+)
+def test_the_console_entry_ends_at_once_having_said_all_and_left_no_child(arguments, tmp_path):
+    """`kerasrepair check/fix/inspect` ends its process without the
+    interpreter's teardown (`__main__._exit`): the same status and output as
+    the CLI run to its end, the same file written, and no child of it alive."""
+    here = [str(tmp_path / "here.keras") if a == "OUT" else a for a in arguments]
+    ended = [str(tmp_path / "ended.keras") if a == "OUT" else a for a in arguments]
+    stdout, stderr, said = drive(*here)
+    entry = "import sys; from kerasrepair.__main__ import main; sys.argv[0] = 'kerasrepair'; main()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", entry, *map(str, ended)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its children are in its process group
+    )
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == said["code"]
+    assert out.replace("ended.keras", "here.keras") == stdout
+    assert err.replace("ended.keras", "here.keras").splitlines() == stderr.splitlines()
+    if "-o" in arguments:
+        assert (tmp_path / "ended.keras").read_bytes() == (tmp_path / "here.keras").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ended.keras", "here.keras"] if "-o" in arguments else []
+    )  # no temporary left
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
 
 
 def _tree_read_with(sent, early=None, replace_with=None) -> list[str]:

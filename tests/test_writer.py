@@ -5,6 +5,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import zipfile
 import zlib
 
@@ -184,6 +185,30 @@ def test_crc32_combine_is_zlibs(sizes):
     first, second = (rng.randbytes(n) for n in sizes)
     combined = writer_module.crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
     assert combined == zlib.crc32(first + second)
+
+
+@pytest.mark.parametrize("zlib_ng", [True, False], ids=["zlib-ng", "zlib"])
+def test_the_crc_of_a_range_of_a_file_is_zlibs(zlib_ng, tmp_path, monkeypatch):
+    """The CRC-32 the writer checks entries with: zlib-ng's where installed
+    (a dependency: the test fails if it is not), else zlib's; the same."""
+    import random
+
+    if not zlib_ng:
+        for module in ("zlib_ng", "zlib_ng.zlib_ng"):
+            monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    assert (writer_module._crc32() is zlib.crc32) is not zlib_ng
+    data = random.Random(7).randbytes(9 << 20)
+    path = tmp_path / "data"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset, count in [(0, 0), (0, 1), (3, 4096), (1, (4 << 20) + 5), (7, len(data) - 7)]:
+            crc = writer_module._crc_range(fd, offset, count)
+            assert crc == zlib.crc32(data[offset : offset + count])
+        with pytest.raises(WriteError, match="ended early"):
+            writer_module._crc_range(fd, len(data) - 10, 20)
+    finally:
+        os.close(fd)
 
 
 def test_raw_entries_are_listed_in_the_central_directory(tmp_path):

@@ -3,7 +3,6 @@ load_model, enable_unsafe_deserialization), or a URL."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from .. import advisories, pointer, security
@@ -116,13 +115,10 @@ def _nothing_to_find(ctx: Context) -> bool:
     one, and a large config is not walked. The text: config.json's own, or
     for a config a fix edited, its JSON (every string as it is, unless it
     holds an escape: 10 ms for EfficientNetB7's, a third of the walk)."""
-    if ctx.config is ctx.archive.config:
-        text = ctx.archive.config_bytes
-    else:
-        try:
-            text = json.dumps(ctx.config).encode()
-        except RecursionError:
-            return False  # deeper than json writes: walked (iteratively)
+    try:
+        text = ctx.config_json
+    except RecursionError:
+        return False  # deeper than json writes: walked (iteratively)
     if b"\\" in text or b"://" in text:
         return False
     return not any(name.encode() in text for name in NON_MODELLING_NAMES)

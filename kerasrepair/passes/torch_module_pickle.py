@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import pickletools
 import zipfile
 from dataclasses import dataclass, field
 
@@ -269,6 +268,8 @@ def scan_pickles(data: bytes, scan: Scan) -> None:
 def _scan_one(stream: io.BytesIO, scan: Scan) -> None:
     """One pickle, from its opcodes: a stack of the strings pushed (None for
     anything else) is enough to tell what STACK_GLOBAL imports."""
+    import pickletools  # here, not at every start (pickle with it: 4 ms)
+
     stack: list = []
     memo: dict = {}
     try:
@@ -276,14 +277,14 @@ def _scan_one(stream: io.BytesIO, scan: Scan) -> None:
             scan.opcodes += 1
             if scan.opcodes > MAX_OPCODES:
                 raise PickleError(f"over {MAX_OPCODES} opcodes: not scanned whole")
-            _step(opcode, arg, stack, memo, scan)
+            _step(opcode, arg, stack, memo, scan, pickletools.markobject)
     except PickleError:
         raise
     except Exception as e:  # pickletools on damaged bytes: ValueError, EOFError ...
         raise PickleError(f"damaged at byte {stream.tell()} ({type(e).__name__}: {e})") from None
 
 
-def _step(opcode, arg, stack: list, memo: dict, scan: Scan) -> None:
+def _step(opcode, arg, stack: list, memo: dict, scan: Scan, markobject) -> None:
     name = opcode.name
     if name == "MEMOIZE":
         memo[len(memo)] = _top(stack)
@@ -312,16 +313,16 @@ def _step(opcode, arg, stack: list, memo: dict, scan: Scan) -> None:
         scan.add(f"<extension code {arg}>")
     # every other opcode: what it takes off the stack, then what it puts on
     before = opcode.stack_before
-    if any(item is pickletools.markobject for item in before):
+    if any(item is markobject for item in before):
         while _pop(stack) is not MARK:
             pass
-        for _ in range([i is pickletools.markobject for i in before].index(True)):
+        for _ in range([i is markobject for i in before].index(True)):
             _pop(stack)
     else:
         for _ in before:
             _pop(stack)
     for item in opcode.stack_after:
-        if item is pickletools.markobject:
+        if item is markobject:
             stack.append(MARK)
         elif name in STRINGS:
             stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
