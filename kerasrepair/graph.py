@@ -13,6 +13,7 @@ Weight paths mirror Keras's `saving_lib`: a model's layers are saved under
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,7 @@ def model_kind(serialized: dict[str, Any]) -> str:
     return SUBCLASSED
 
 
+@functools.lru_cache(maxsize=1024)  # a model has a few dozen class names
 def to_snake_case(name: str) -> str:
     """Keras's `naming.to_snake_case`, which names weight groups."""
     name = re.sub(r"\W+", "", name)
