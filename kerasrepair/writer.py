@@ -440,7 +440,8 @@ def _write_ahead(
     ):
         copied = _write_first(source, src, out, zout, {}, set(), LAST)
         stored = [entry for entry in copied if entry.method == zipfile.ZIP_STORED]
-        _verify_crcs(temporary, None, stored)
+        # on one thread: the parent works on the other core meanwhile
+        _verify_crcs(temporary, None, stored, split=False)
         reader.join()
         if not sent:
             return None
@@ -676,11 +677,13 @@ def _verify(
         raise WriteError(f"the new archive does not read back: {e.what}") from None
 
 
-def _verify_crcs(path: Path, zf: zipfile.ZipFile | None, entries: list[Entry]) -> None:
+def _verify_crcs(
+    path: Path, zf: zipfile.ZipFile | None, entries: list[Entry], split: bool = True
+) -> None:
     """Every entry's CRC-32: stored ones from their bytes in place, in chunks
     (a big one split between two threads, as zlib and pread release the GIL,
-    and the halves combined); compressed ones through zipfile (`zf`), which
-    checks as it decompresses."""
+    and the halves combined, unless not to `split`); compressed ones through
+    zipfile (`zf`), which checks as it decompresses."""
     # imported when used: by the child writing ahead, not at the CLI's start
     from concurrent.futures import ThreadPoolExecutor
 
@@ -690,7 +693,7 @@ def _verify_crcs(path: Path, zf: zipfile.ZipFile | None, entries: list[Entry]) -
                 for _ in read_chunks(path, zf, entry, _CHUNK):
                     pass  # damage and a CRC mismatch are an ArchiveError naming the entry
                 continue
-            if entry.size < _SPLIT:
+            if entry.size < _SPLIT or not split:
                 crc = _crc_range(raw.fileno(), entry.data_offset, entry.size)
             else:
                 half = entry.size // 2

@@ -211,6 +211,35 @@ def test_the_crc_of_a_range_of_a_file_is_zlibs(zlib_ng, tmp_path, monkeypatch):
         os.close(fd)
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["two threads", "one thread"])
+def test_a_big_entry_is_crc_checked_whole_on_two_threads_or_one(split, tmp_path, monkeypatch):
+    """A stored entry over `_SPLIT` is checked in two halves on two threads
+    (their CRCs combined), or on one by the child writing ahead: a byte
+    changed in either half fails it."""
+    import random
+
+    from kerasrepair.archive import Limits, read_entries
+
+    monkeypatch.setattr(writer_module, "_SPLIT", 1 << 20)
+    monkeypatch.setattr(writer_module, "_CHUNK", 1 << 18)
+    data = random.Random(3).randbytes((3 << 20) + 11)
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        zout.writestr("small.bin", b"small")
+        zout.writestr("model.weights.h5", data)
+    with zipfile.ZipFile(path) as zf:
+        entries = read_entries(path, zf, Limits())
+    writer_module._verify_crcs(path, None, entries, split=split)  # intact: no error
+    big = next(e for e in entries if e.name == "model.weights.h5")
+    for where in (10, big.size - 10):  # in the first half, then in the second
+        damaged = bytearray(path.read_bytes())
+        damaged[big.data_offset + where] ^= 0xFF
+        other = tmp_path / f"damaged-{where}.zip"
+        other.write_bytes(damaged)
+        with pytest.raises(WriteError, match="model.weights.h5 fails its CRC check"):
+            writer_module._verify_crcs(other, None, entries, split=split)
+
+
 def test_raw_entries_are_listed_in_the_central_directory(tmp_path):
     """RawZipWriter: bytes copied as they are, then listed; zipfile reads them back."""
     source = tmp_path / "source.zip"
