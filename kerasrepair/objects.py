@@ -140,17 +140,18 @@ class ObjectChecker:
                 found += self._structure(path, obj, "serialized_object")
             if not isinstance(class_name, str) or not isinstance(obj.get("module", ""), str | None):
                 continue  # reported just now (a class or module that is no string)
-            subject = self._subject(obj, owner)
             if class_name.startswith("__") and class_name.endswith("__"):
                 if self.validate:
+                    subject = self._subject(obj, owner)
                     found.append(_special_unknown(path, class_name, subject))
             else:
-                found += self._class(path, obj, subject)
+                found += self._class(path, obj, owner)
         return found
 
     def _subject(self, obj: dict, owner: tuple[str, str] | None) -> Subject:
         """How findings name `obj`: a layer (model, loss, ...) by its own name,
-        anything else by the layer it is in ("GlorotUniform in Dense 'd1'")."""
+        anything else by the layer it is in ("GlorotUniform in Dense 'd1'").
+        Made for a finding only: most objects have none."""
         class_name, module = obj["class_name"], obj.get("module")
         arguments = obj["config"]
         name = arguments.get("name") if isinstance(arguments, dict) else None
@@ -187,7 +188,7 @@ class ObjectChecker:
 
     # -------------------------------------------------------------- classes
 
-    def _class(self, path: tuple, obj: dict, subject: Subject) -> list[Finding]:
+    def _class(self, path: tuple, obj: dict, owner: tuple[str, str] | None) -> list[Finding]:
         class_name, module = obj["class_name"], obj.get("module")
         registered = obj.get("registered_name")
         if class_name.startswith("Custom>") and self.release.resolve(
@@ -195,7 +196,7 @@ class ObjectChecker:
         ):
             return []  # tf.keras 2.11+'s name for its own optimizers in an HDF5 model (KR707)
         if isinstance(registered, str) and ">" in registered:
-            return [_custom(path, obj, subject)]
+            return [_custom(path, obj, self._subject(obj, owner))]
         is_keras = is_builtin(module)
         if is_keras and str(module).startswith(OPERATIONS):
             return []  # an operation: imported from its module; no argument schema
@@ -212,27 +213,28 @@ class ObjectChecker:
             key = self.release.resolve("keras.initializers", INITIALIZERS_KEPT[class_name])
         if key is None:
             if is_keras and module is not None:
-                return [self._unknown_class(path, obj, subject)]
-            return [_custom(path, obj, subject)]
+                return [self._unknown_class(path, obj, self._subject(obj, owner))]
+            return [_custom(path, obj, self._subject(obj, owner))]
         arguments = obj.get("config")
         if not self.validate or not isinstance(arguments, dict):
             return []
         found = []
         for error in self._errors(self.release.ref(key), arguments):
-            found += self._argument_findings(path, obj, key, error, subject)
+            found += self._argument_findings(path, obj, key, error, self._subject(obj, owner))
         for argument, value in arguments.items():
             if isinstance(value, str) and (
                 argument == "activation" or argument.endswith("_activation")
             ):
-                found += self._activation(path, argument, value, subject)
+                found += self._activation(path, argument, value, obj, owner)
         return found
 
-    def _activation(self, path, argument: str, name: str, subject: Subject) -> list[Finding]:
+    def _activation(self, path, argument: str, name: str, obj: dict, owner) -> list[Finding]:
         """An activation saved by name, which the target release must have too."""
         function = f"keras.activations.{name}"
         if self.release.has_function(function) or not self.saved.has_function(function):
             return []
         first = self._first_release_with(None, function)
+        subject = self._subject(obj, owner)
         return [
             Finding(
                 UNKNOWN_ACTIVATION,
