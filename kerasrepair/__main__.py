@@ -3,7 +3,8 @@
 `check`, `fix` and `inspect` fork the child that reads the weights tree first
 of all (`prefetch.early`), before the CLI's imports, which it overlaps: it
 starts on the archive the command line names (`archive_named`); the path the
-CLI parses decides."""
+CLI parses decides. Their process ends without the interpreter's teardown
+(`_exit`): what a config builds is freed at once."""
 
 import atexit
 import os
@@ -52,7 +53,7 @@ def main() -> None:
 def run() -> None:
     """The CLI, with the children of check, fix and inspect forked first."""
     command, *arguments = sys.argv[1:] or [""]
-    if command in ("check", "fix", "inspect"):
+    if command in ENDED_AT_ONCE:  # the commands that read an archive's weights tree
         from . import prefetch
 
         prefetch.early(likely=archive_named(arguments), names=command == "inspect")

@@ -106,14 +106,13 @@ class Edit:
     weights_plan: Any = None
     # a new metadata.json (a Keras 2 archive converted: the release it now is for)
     metadata: dict[str, Any] | None = None
+    # config.json's text, made once for each state of `config` (`edited`)
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, config_bytes: bytes) -> Edit:
         # a fresh parse: several times faster than copy.deepcopy of a big config
         return cls(config=json.loads(config_bytes))
-
-    # config.json's text, made once for each state of `config` (`edited`)
-    _json: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def config_json(self) -> str:
         """config.json as Keras writes it (`json.dumps` defaults), made once
