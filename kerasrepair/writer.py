@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -742,6 +743,7 @@ def _crc_range(fd: int, offset: int, count: int) -> int:
     return crc
 
 
+@functools.cache  # found once: where zlib-ng is missing, each import would search the path again
 def _crc32() -> Callable[..., int]:
     """zlib-ng's CRC-32 where it is installed: it folds with the CPU's
     carry-less multiplications (PCLMULQDQ, VPCLMULQDQ), ~15 GB/s where zlib's

@@ -188,7 +188,7 @@ def test_crc32_combine_is_zlibs(sizes):
 
 
 @pytest.mark.parametrize("zlib_ng", [True, False], ids=["zlib-ng", "zlib"])
-def test_the_crc_of_a_range_of_a_file_is_zlibs(zlib_ng, tmp_path, monkeypatch):
+def test_the_crc_of_a_range_of_a_file_is_zlibs(zlib_ng, tmp_path, monkeypatch, request):
     """The CRC-32 the writer checks entries with: zlib-ng's where installed
     (a dependency: the test fails if it is not), else zlib's; the same."""
     import random
@@ -196,6 +196,8 @@ def test_the_crc_of_a_range_of_a_file_is_zlibs(zlib_ng, tmp_path, monkeypatch):
     if not zlib_ng:
         for module in ("zlib_ng", "zlib_ng.zlib_ng"):
             monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    writer_module._crc32.cache_clear()  # found again, as a new process finds it
+    request.addfinalizer(writer_module._crc32.cache_clear)  # and by the tests after
     assert (writer_module._crc32() is zlib.crc32) is not zlib_ng
     data = random.Random(7).randbytes(9 << 20)
     path = tmp_path / "data"
