@@ -5,7 +5,11 @@ workers must see the same storage (paths, or URLs they can open), or else a
 run and closed at its end.
 
 Archives are streamed: at most `PER_THREAD` tasks per worker thread are in
-flight, and a record is yielded as each finishes (`as_completed`).
+flight, and a record is yielded as each finishes (`as_completed`). Results
+are fetched here, not by `as_completed`: a result held by a worker that dies
+before it is fetched is computed again (the task is waited for again), where
+`as_completed(with_results=True)` would return the future as "lost", or drop
+it and wait forever if the second run failed.
 
 A worker that dies (crash, killed, over its memory limit: the nanny restarts
 it) costs no archive: the scheduler runs its tasks again elsewhere, and only
@@ -34,6 +38,8 @@ from .zoo_job import Job, Settings, failed, one_line, run_one
 PER_THREAD = 2  # tasks in flight per worker thread (one with --timeout)
 CONNECT_TIMEOUT = 10.0  # seconds to reach --scheduler
 POLL = 0.01  # seconds between looks for results, with --timeout
+FETCH_TIMEOUT = 30.0  # seconds to fetch one finished task's record
+FETCHES = 3  # tries to fetch a task's record (its result lost each time) before an error
 RECOUNT = 2.0  # seconds between counts of the cluster's threads
 
 
@@ -90,8 +96,9 @@ class DaskPool:
     def _stream(self, client, jobs: Iterator[Job]) -> Iterator[dict]:
         from distributed import as_completed
 
-        done = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        done = as_completed(loop=client.loop)
         flight: dict = {}  # future -> (job, when submitted)
+        fetches: dict = {}  # future -> tries to fetch its record so far
         window, counted = self._window(client), time.monotonic()
         more = True
         while True:
@@ -105,9 +112,16 @@ class DaskPool:
                 done.add(future)
             if not flight:
                 return
-            for future, result in self._finished(done, flight):
-                job, since = flight.pop(future)
-                yield self._record(future, result, job, since)
+            for future in self._finished(done, flight):
+                job, since = flight[future]
+                fetches[future] = fetches.get(future, 0) + 1
+                record = self._record(future, job, since, fetches[future])
+                if record is None:  # its result was lost with its worker: computed again
+                    done.add(future)
+                    continue
+                del flight[future]
+                fetches.pop(future, None)
+                yield record
             if self.timeout:
                 now = time.monotonic()
                 for future, (job, since) in list(flight.items()):
@@ -131,27 +145,40 @@ class DaskPool:
         """What finished, of what is in flight: waits for one without a
         timeout; with one, until one finishes or the next deadline passes."""
         if not self.timeout:
-            return [(f, r) for f, r in done.next_batch(block=True) if f in flight]
+            return [f for f in done.next_batch(block=True) if f in flight]
         deadline = min(since for _, since in flight.values()) + self.timeout
         while True:
-            ready = [(f, r) for f, r in done.next_batch(block=False) if f in flight]
+            ready = [f for f in done.next_batch(block=False) if f in flight]
             if ready or time.monotonic() > deadline:
                 return ready
             time.sleep(POLL)
 
-    def _record(self, future, result, job: Job, since: float) -> dict:
+    def _record(self, future, job: Job, since: float, fetches: int) -> dict | None:
+        """The task's record, or None when it is to be waited for again: its
+        result was lost with its worker before it was fetched (the scheduler
+        computes it again), at most `FETCHES` times."""
         from distributed import KilledWorker
 
-        seconds = time.monotonic() - since
+        fetch_error = None
         if future.status == "finished":
-            return result
+            try:
+                return future.result(timeout=FETCH_TIMEOUT)
+            except Exception as e:  # lost meanwhile, failed since, or unreachable
+                fetch_error = e
+        seconds = time.monotonic() - since
         if future.status == "error":
-            error = result[1] if isinstance(result, tuple) else result
+            error = future.exception(timeout=FETCH_TIMEOUT)
             if isinstance(error, KilledWorker):
                 died = error.allowed_failures + 1
                 why = f"its worker died (Dask KilledWorker: {died} died running it)"
             else:
                 why = f"the Dask task failed: {one_line(error)}"
+        elif future.status == "cancelled":
+            why = "the Dask task was cancelled"
+        elif fetches < FETCHES:
+            return None
         else:
-            why = f"the Dask task was {future.status}"
+            why = f"its result could not be fetched {fetches} times"
+            if fetch_error is not None:
+                why += f" ({one_line(fetch_error)})"
         return failed(job, self.settings, why, seconds)

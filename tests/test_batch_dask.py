@@ -53,9 +53,9 @@ def _records(report, root):
     return {os.path.relpath(r["path"], root): r for r in lines}
 
 
-def _cluster(**kwargs):
+def _cluster(n_workers=2, **kwargs):
     return LocalCluster(
-        n_workers=2,
+        n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
@@ -191,6 +191,36 @@ def test_a_worker_killed_mid_run_is_recorded_not_fatal(tmp_path, allowed_failure
         assert {n: r["status"] for n, r in records.items() if n not in died} == {
             n: s for n, s in expected.items() if n not in died
         }
+
+
+def test_a_record_lost_with_its_worker_before_it_is_fetched_is_computed_again(
+    tmp_path, monkeypatch
+):
+    """The only worker is killed after an archive's task finished and before its
+    record is fetched: the record is gone with it. The task is run again (by the
+    worker the nanny starts) and its record is the archive's own, not an error."""
+    zoo = _zoo(tmp_path / "zoo")
+    report = tmp_path / "r.jsonl"
+    record, seen = zoo_dask.DaskPool._record, []
+
+    def killing_first(pool, future, *args):
+        if not seen:  # the first task that finished: its result is on the worker
+            (pid,) = client.run(os.getpid).values()
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while future.status == "finished" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(future.status)
+        return record(pool, future, *args)
+
+    monkeypatch.setattr(zoo_dask.DaskPool, "_record", killing_first)
+    with _cluster(n_workers=1) as cluster, Client(cluster) as client:
+        ran = _run("batch", zoo, "--check-only", "--keras", "3.6", "--executor", "dask",
+                   "--scheduler", cluster.scheduler_address, "--report", report)  # fmt: skip
+    assert seen == ["lost"]  # the client was told; no worker held it until the new one
+    assert ran.exit_code == 2, ran.output
+    statuses = {n: r["status"] for n, r in _records(report, zoo).items()}
+    assert statuses == {n: "fixable" if s == "fixed" else s for n, (_, s) in ZOO.items()}
 
 
 def test_timeout_records_and_cancels_what_is_not_done(cluster, tmp_path):
