@@ -1,7 +1,8 @@
 """`kerasrepair batch --executor dask` on a real Dask `LocalCluster` on loopback
 (worker processes, never a mock): the statuses and outputs of the local
 executor, a cluster started for the run and closed after it, a worker killed
-mid-run, --timeout."""
+mid-run or after a task's end (its record lost before it was fetched),
+--timeout."""
 
 from __future__ import annotations
 
