@@ -97,8 +97,7 @@ class DaskPool:
         from distributed import as_completed
 
         done = as_completed(loop=client.loop)
-        flight: dict = {}  # future -> (job, when submitted)
-        fetches: dict = {}  # future -> tries to fetch its record so far
+        flight: dict = {}  # future -> (job, when submitted, fetches of its record so far)
         window, counted = self._window(client), time.monotonic()
         more = True
         while True:
@@ -108,23 +107,22 @@ class DaskPool:
                     more = False
                     break
                 future = client.submit(run_one, job, self.settings, pure=False)
-                flight[future] = (job, time.monotonic())
+                flight[future] = (job, time.monotonic(), 0)
                 done.add(future)
             if not flight:
                 return
             for future in self._finished(done, flight):
-                job, since = flight[future]
-                fetches[future] = fetches.get(future, 0) + 1
-                record = self._record(future, job, since, fetches[future])
+                job, since, fetches = flight[future]
+                record = self._record(future, job, since, fetches + 1)
                 if record is None:  # its result was lost with its worker: computed again
+                    flight[future] = (job, since, fetches + 1)
                     done.add(future)
                     continue
                 del flight[future]
-                fetches.pop(future, None)
                 yield record
             if self.timeout:
                 now = time.monotonic()
-                for future, (job, since) in list(flight.items()):
+                for future, (job, since, _) in list(flight.items()):
                     if now - since > self.timeout:
                         del flight[future]
                         future.cancel()
@@ -146,7 +144,7 @@ class DaskPool:
         timeout; with one, until one finishes or the next deadline passes."""
         if not self.timeout:
             return [f for f in done.next_batch(block=True) if f in flight]
-        deadline = min(since for _, since in flight.values()) + self.timeout
+        deadline = min(since for _, since, _ in flight.values()) + self.timeout
         while True:
             ready = [f for f in done.next_batch(block=False) if f in flight]
             if ready or time.monotonic() > deadline:
