@@ -38,7 +38,9 @@ from .zoo_job import Job, Settings, failed, one_line, run_one
 PER_THREAD = 2  # tasks in flight per worker thread (one with --timeout)
 CONNECT_TIMEOUT = 10.0  # seconds to reach --scheduler
 POLL = 0.01  # seconds between looks for results, with --timeout
-FETCH_TIMEOUT = 30.0  # seconds to fetch one finished task's record
+# seconds to fetch one finished task's record: as long as Dask's default connect
+# timeout, which the scheduler may spend on a worker that has just died
+FETCH_TIMEOUT = 30.0
 FETCHES = 3  # tries to fetch a task's record (its result lost each time) before an error
 RECOUNT = 2.0  # seconds between counts of the cluster's threads
 
